@@ -1,0 +1,31 @@
+#include "common/gram_composites.h"
+
+#include <ATen/ATen.h>
+
+#include "common/checks.h"
+
+namespace fastperc {
+
+at::Tensor gram_backward_composite(const at::Tensor& grad, const at::Tensor& x, double scale) {
+  check_features(x, "x");
+  check_square_like(grad, x, "grad", /*allow_batch_one=*/false);
+  check_finite_scale(scale, "scale");
+  const auto acc = accumulate_type(x.scalar_type());
+  // d(x x^T)/dx contracts grad with x from both sides: (grad + grad^T) x. One GEMM, no transposed copy
+  // of x; half inputs go through float32 so the product cannot overflow.
+  const at::Tensor sym = (grad + grad.transpose(1, 2)).mul_(scale);
+  return at::bmm(sym, x.to(acc)).to(x.scalar_type());
+}
+
+std::tuple<at::Tensor, at::Tensor> style_loss_composite(GramFn gram, const at::Tensor& x, const at::Tensor& target,
+                                                        double gram_scale, double loss_scale) {
+  check_features(x, "x");
+  check_square_like(target, x, "target", /*allow_batch_one=*/true);
+  check_finite_scale(gram_scale, "gram_scale");
+  check_finite_scale(loss_scale, "loss_scale");
+  at::Tensor residual = gram(x, gram_scale).sub_(target);
+  at::Tensor loss = residual.square().sum().mul_(loss_scale);
+  return {loss, residual};
+}
+
+}  // namespace fastperc

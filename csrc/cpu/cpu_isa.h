@@ -1,0 +1,22 @@
+#pragma once
+// Run-time choice of the CPU micro-kernels: the best ISA this CPU supports, or a lower one asked for
+// (FASTPERC_CPU_ISA=generic|avx2|avx512, or fastperc._C.set_cpu_isa) to test and compare them.
+#include <string>
+
+#include "cpu/isa/gram_tile.h"
+
+namespace fastperc {
+namespace cpu {
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+Isa best_supported_isa();
+Isa active_isa();
+void set_active_isa(const std::string& name);  // throws for an unknown or unsupported ISA
+const char* isa_name(Isa isa);
+
+GramTile<float> gram_tile_f32();
+GramTile<double> gram_tile_f64();
+
+}  // namespace cpu
+}  // namespace fastperc

@@ -1,0 +1,160 @@
+// CPU Gram kernel: upper triangle only, packed panels, ISA-specific register tiles, multi-threaded.
+//
+// The columns (N) are cut into slabs whose size depends on the shape alone; each (batch, slab, group
+// of tile rows) is one work item writing its own rows of that slab's partial Gram. The partials are
+// then added in slab order while mirroring into the full (B, C, C) result. Because neither the slabs
+// nor the per-element order of additions depend on the thread count, 1 and 2 threads give bit-equal
+// results; row groups (which do depend on it) only decide who computes which tiles.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "common/checks.h"
+#include "common/gram_math.h"
+#include "cpu/cpu_isa.h"
+#include "cpu/gram_cpu.h"
+
+namespace fastperc {
+namespace cpu {
+namespace {
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+template <typename acc_t>
+GramTile<acc_t> active_tile() {
+  if constexpr (std::is_same_v<acc_t, double>) {
+    return gram_tile_f64();
+  } else {
+    return gram_tile_f32();
+  }
+}
+
+// Depth of one packed step: an A panel (mr x kc) and a B panel (nr x kc) together fill about 24 KiB,
+// so the B panel stays in L1 while A panels stream from L2.
+int64_t panel_depth(int mr, int nr, size_t elem) {
+  const int64_t kc = (int64_t{24} * 1024 / ((mr + nr) * static_cast<int64_t>(elem))) / 8 * 8;
+  return std::max<int64_t>(kc, 16);
+}
+
+// Columns per slab: 8192 (enough work per item, few partials), doubled until the partials fit 256 MiB.
+int64_t slab_columns(int64_t B, int64_t N, int64_t rows, int64_t ld, int64_t kc, size_t elem) {
+  int64_t slab = std::max<int64_t>(kc, 8192 / kc * kc);
+  const int64_t budget = int64_t{256} << 20;
+  while (ceil_div(N, slab) > 1 && B * ceil_div(N, slab) * rows * ld * static_cast<int64_t>(elem) > budget) slab *= 2;
+  return slab;
+}
+
+// dst[(t * depth + k) * width + r] = x[first_row + t * width + r, k0 + k] as acc_t, zero past channel C.
+template <typename scalar_t, typename acc_t>
+void pack_panels(const scalar_t* x, int64_t sc, int64_t sn, int64_t C, int64_t first_row, int64_t tiles,
+                 int width, int64_t k0, int64_t depth, acc_t* dst) {
+  for (int64_t t = 0; t < tiles; ++t) {
+    acc_t* panel = dst + t * depth * width;
+    for (int r = 0; r < width; ++r) {
+      const int64_t row = first_row + t * width + r;
+      if (row >= C) {
+        for (int64_t k = 0; k < depth; ++k) panel[k * width + r] = acc_t(0);
+        continue;
+      }
+      const scalar_t* src = x + row * sc + k0 * sn;
+      for (int64_t k = 0; k < depth; ++k) panel[k * width + r] = static_cast<acc_t>(src[k * sn]);
+    }
+  }
+}
+
+// Splits tile rows [0, row_tiles) into `groups` ranges of about equal upper-triangle work.
+std::vector<int64_t> balanced_row_groups(int64_t row_tiles, int64_t groups, int mr, int nr, int64_t col_tiles) {
+  auto work = [&](int64_t ti) { return col_tiles - (ti * mr) / nr; };
+  int64_t total = 0;
+  for (int64_t ti = 0; ti < row_tiles; ++ti) total += work(ti);
+  std::vector<int64_t> bounds{0};
+  int64_t done = 0;
+  for (int64_t ti = 0; ti < row_tiles; ++ti) {
+    done += work(ti);
+    if (static_cast<int64_t>(bounds.size()) < groups && done * groups >= total * static_cast<int64_t>(bounds.size()))
+      bounds.push_back(ti + 1);
+  }
+  while (static_cast<int64_t>(bounds.size()) <= groups) bounds.push_back(row_tiles);
+  bounds.back() = row_tiles;
+  return bounds;
+}
+
+template <typename scalar_t, typename acc_t>
+void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
+  const GramTile<acc_t> tile = active_tile<acc_t>();
+  const int mr = tile.mr, nr = tile.nr;
+  const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
+  const int64_t sb = x.stride(0), sc = x.stride(1), sn = x.stride(2);
+  const int64_t row_tiles = ceil_div(C, mr), col_tiles = ceil_div(C, nr);
+  const int64_t rows = row_tiles * mr, ld = col_tiles * nr;
+  const int64_t kc = panel_depth(mr, nr, sizeof(acc_t));
+  const int64_t slab = slab_columns(B, N, rows, ld, kc, sizeof(acc_t));
+  const int64_t slabs = ceil_div(N, slab);
+
+  at::Tensor partial = at::zeros({B, slabs, rows, ld}, out.options());
+  acc_t* partial_data = partial.data_ptr<acc_t>();
+  const scalar_t* x_data = x.const_data_ptr<scalar_t>();
+
+  const int64_t groups = std::clamp<int64_t>(ceil_div(2 * at::get_num_threads(), B * slabs), 1, row_tiles);
+  const std::vector<int64_t> bounds = balanced_row_groups(row_tiles, groups, mr, nr, col_tiles);
+
+  at::parallel_for(0, B * slabs * groups, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> a_pack, b_pack;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t g = item % groups, s = (item / groups) % slabs, b = item / (groups * slabs);
+      const int64_t ti0 = bounds[g], ti1 = bounds[g + 1];
+      if (ti0 == ti1) continue;
+      const int64_t tj0 = (ti0 * mr) / nr;  // first tile column touching the upper triangle
+      a_pack.resize((ti1 - ti0) * kc * mr);
+      b_pack.resize((col_tiles - tj0) * kc * nr);
+      acc_t* part = partial_data + (b * slabs + s) * rows * ld;
+      const scalar_t* xb = x_data + b * sb;
+      const int64_t k_end = std::min(N, (s + 1) * slab);
+      for (int64_t k0 = s * slab; k0 < k_end; k0 += kc) {
+        const int64_t depth = std::min(kc, k_end - k0);
+        pack_panels(xb, sc, sn, C, ti0 * mr, ti1 - ti0, mr, k0, depth, a_pack.data());
+        pack_panels(xb, sc, sn, C, tj0 * nr, col_tiles - tj0, nr, k0, depth, b_pack.data());
+        for (int64_t tj = tj0; tj < col_tiles; ++tj) {
+          const acc_t* b_panel = b_pack.data() + (tj - tj0) * depth * nr;
+          for (int64_t ti = ti0; ti < ti1 && ti * mr <= tj * nr + nr - 1; ++ti) {
+            tile.fn(depth, a_pack.data() + (ti - ti0) * depth * mr, b_panel, part + ti * mr * ld + tj * nr, ld);
+          }
+        }
+      }
+    }
+  });
+
+  acc_t* out_data = out.data_ptr<acc_t>();
+  at::parallel_for(0, B * C, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t bi = begin; bi < end; ++bi) {
+      const int64_t b = bi / C, i = bi % C;
+      const acc_t* part = partial_data + b * slabs * rows * ld;
+      acc_t* row = out_data + bi * C;
+      for (int64_t j = 0; j < C; ++j) row[j] = gram_reduce_element<acc_t>(part, slabs, rows * ld, ld, i, j, scale);
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor gram_cpu(const at::Tensor& x, double scale) {
+  check_features(x, "x");
+  check_finite_scale(scale, "scale");
+  TORCH_CHECK(x.device().is_cpu(), "fastperc: gram_cpu got a tensor on ", x.device());
+  at::Tensor out = at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(accumulate_type(x.scalar_type())));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cpu", [&] {
+    using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    gram_cpu_typed<scalar_t, acc_t>(x, static_cast<acc_t>(scale), out);
+  });
+  return out;
+}
+
+TORCH_LIBRARY_IMPL(fastperc, CPU, m) { m.impl("gram", &gram_cpu); }
+
+}  // namespace cpu
+}  // namespace fastperc

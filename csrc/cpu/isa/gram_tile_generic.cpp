@@ -1,0 +1,29 @@
+// Portable micro-kernels (baseline x86-64 / any CPU): scalar code the compiler may vectorise.
+#include <cstdint>
+
+#include "cpu/isa/gram_tile.h"
+
+namespace fastperc {
+namespace cpu {
+namespace {
+
+template <typename Scalar>
+struct Scalar1 {
+  using T = Scalar;
+  using R = Scalar;
+  static constexpr int W = 1;
+  static R load(const T* p) { return *p; }
+  static void store(T* p, R v) { *p = v; }
+  static R broadcast(T s) { return s; }
+  static R fma(R a, R b, R c) { return c + a * b; }
+};
+
+}  // namespace
+
+#include "cpu/isa/gram_tile_body.inc"
+
+GramTile<float> gram_tile_f32_generic() { return {4, 8, &gram_tile<Scalar1<float>, 4, 8>}; }
+GramTile<double> gram_tile_f64_generic() { return {4, 8, &gram_tile<Scalar1<double>, 4, 8>}; }
+
+}  // namespace cpu
+}  // namespace fastperc

@@ -1,0 +1,15 @@
+"""fastperc: hand-written C++/CUDA kernels for perceptual losses, with pure-PyTorch fallbacks."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from fastperc import _backend
+
+if _backend.extension_loaded():
+    from fastperc import ops as _ops  # noqa: F401  (fake kernels and autograd of torch.ops.fastperc)
+
+from fastperc.functional import gram_matrix, style_loss  # noqa: E402
+from fastperc.nn import StyleLoss  # noqa: E402
+from fastperc._info import info  # noqa: E402
+
+__all__ = ["gram_matrix", "style_loss", "StyleLoss", "info", "__version__"]

@@ -1,0 +1,43 @@
+"""fastperc.info(): what is installed, compiled and used."""
+from __future__ import annotations
+
+import platform
+
+import torch
+
+from fastperc import _backend
+
+
+def info() -> dict:
+    """Version, torch, compiled backends (CPU ISA, CUDA archs), devices, and which ops fall back."""
+    from fastperc import __version__
+
+    build = _backend.build_info()
+    devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
+    fallback = sorted({f"{op}/{dev}" for (op, dev), ok in _backend.KERNELS.items() if not ok})
+    return {
+        "fastperc": __version__,
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "python": platform.python_version(),
+        "extension": "loaded" if _backend.extension_loaded() else f"not loaded ({_backend.load_error})",
+        "cpu_kernels": bool(build),
+        "cpu_isa": build.get("cpu_isa_active"),
+        "cpu_isa_best": build.get("cpu_isa_best"),
+        "openmp": build.get("openmp"),
+        "threads": torch.get_num_threads(),
+        "cuda_kernels": bool(build.get("cuda")),
+        "cuda_archs": build.get("cuda_archs") or None,
+        "devices": devices,
+        "reference_fallback": fallback,
+    }
+
+
+def format_info(values: dict) -> str:
+    width = max(len(k) for k in values)
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            value = ", ".join(str(v) for v in value) or "none"
+        lines.append(f"{key:<{width}}  {value}")
+    return "\n".join(lines)

@@ -1,0 +1,4 @@
+"""Pure-PyTorch implementations: the parity oracle of every kernel and the fallback without one."""
+from fastperc.reference.gram import gram, gram_backward, style_loss
+
+__all__ = ["gram", "gram_backward", "style_loss"]

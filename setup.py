@@ -1,0 +1,74 @@
+"""Build script for fastperc._C.
+
+CPU kernels are always built; CUDA kernels are built when the installed torch is a CUDA build and nvcc
+is found (FASTPERC_FORCE_CUDA=1 / FASTPERC_FORCE_CPU=1 override). Build with
+`pip install --no-build-isolation -e .`: an isolated build would compile against a different torch.
+"""
+import glob
+import os
+import shutil
+
+# torch guesses CUDA_HOME from the `nvcc` on PATH; a shim in /usr/local/bin makes it guess /usr/local.
+# Pin the real toolkit before torch.utils.cpp_extension reads the variable.
+if "CUDA_HOME" not in os.environ and os.path.isfile("/usr/local/cuda/bin/nvcc"):
+    os.environ["CUDA_HOME"] = "/usr/local/cuda"
+
+from setuptools import find_packages, setup  # noqa: E402
+import torch  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+# Without a visible GPU torch cannot pick an arch and the build dies; A100 and H100 natively, PTX for newer.
+DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
+
+
+def want_cuda():
+    if os.environ.get("FASTPERC_FORCE_CPU") == "1":
+        return False
+    if os.environ.get("FASTPERC_FORCE_CUDA") == "1":
+        return True
+    return torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None and (
+        shutil.which("nvcc") is not None or os.path.isfile(os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc"))
+    )
+
+
+def rel(pattern):
+    return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
+
+
+def extension():
+    use_cuda = want_cuda()
+    sources = rel("csrc/*.cpp") + rel("csrc/common/*.cpp") + rel("csrc/cpu/*.cpp") + rel("csrc/cpu/isa/*.cpp")
+    # -fopenmp on compile and link, or at::parallel_for silently runs on one thread. No -march=native:
+    # the SIMD micro-kernels are compiled per ISA (csrc/cpu/isa) and picked at run time.
+    cxx = ["-O3", "-fopenmp", "-Wno-psabi", "-fno-math-errno"]
+    define_macros = []
+    if use_cuda:
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
+        sources += rel("csrc/cuda/*.cu") + rel("csrc/cuda/*.cpp")
+        define_macros.append(("FASTPERC_WITH_CUDA", "1"))
+        define_macros.append(("FASTPERC_CUDA_ARCHS", '"%s"' % os.environ["TORCH_CUDA_ARCH_LIST"]))
+        nvcc = ["-O3", "-lineinfo", "-Xcompiler=-fno-math-errno"]
+        return cpp_extension.CUDAExtension(
+            "fastperc._C",
+            sources,
+            include_dirs=[os.path.join(ROOT, "csrc")],
+            define_macros=define_macros,
+            extra_compile_args={"cxx": cxx, "nvcc": nvcc},
+            extra_link_args=["-fopenmp"],
+        )
+    return cpp_extension.CppExtension(
+        "fastperc._C",
+        sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=define_macros,
+        extra_compile_args={"cxx": cxx},
+        extra_link_args=["-fopenmp"],
+    )
+
+
+setup(
+    packages=find_packages(include=["fastperc", "fastperc.*"]),
+    ext_modules=[extension()],
+    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+)
