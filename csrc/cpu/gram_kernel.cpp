@@ -34,10 +34,10 @@ GramTile<acc_t> active_tile() {
   }
 }
 
-// Depth of one packed step: an A panel (mr x kc) and a B panel (nr x kc) together fill about 24 KiB,
-// so the B panel stays in L1 while A panels stream from L2.
-int64_t panel_depth(int mr, int nr, size_t elem) {
-  const int64_t kc = (int64_t{24} * 1024 / ((mr + nr) * static_cast<int64_t>(elem))) / 8 * 8;
+// Depth of one packed step: a panel (nr x kc) fills 16 KiB, half of L1, and stays there while it is
+// multiplied with the tile rows above it, which stream from L2.
+int64_t panel_depth(int nr, size_t elem) {
+  const int64_t kc = (int64_t{16} * 1024 / (nr * static_cast<int64_t>(elem))) / 8 * 8;
   return std::max<int64_t>(kc, 16);
 }
 
@@ -49,14 +49,23 @@ int64_t slab_columns(int64_t B, int64_t N, int64_t rows, int64_t ld, int64_t kc,
   return slab;
 }
 
-// dst[(t * depth + k) * width + r] = x[first_row + t * width + r, k0 + k] as acc_t, zero past channel C.
+// Packs rows [first_row, first_row + panels * width) of x, columns [k0, k0 + depth), into k-major
+// panels as acc_t: dst[(p * depth + k) * width + r] = x[first_row + p * width + r, k0 + k], zero past
+// channel C. Contiguous float rows go through the ISA's 8 x 8 transposes.
 template <typename scalar_t, typename acc_t>
-void pack_panels(const scalar_t* x, int64_t sc, int64_t sn, int64_t C, int64_t first_row, int64_t tiles,
-                 int width, int64_t k0, int64_t depth, acc_t* dst) {
-  for (int64_t t = 0; t < tiles; ++t) {
-    acc_t* panel = dst + t * depth * width;
-    for (int r = 0; r < width; ++r) {
-      const int64_t row = first_row + t * width + r;
+void pack_panels(const GramTile<acc_t>& isa, const scalar_t* x, int64_t sc, int64_t sn, int64_t C,
+                 int64_t first_row, int64_t panels, int width, int64_t k0, int64_t depth, acc_t* dst) {
+  for (int64_t p = 0; p < panels; ++p) {
+    acc_t* panel = dst + p * depth * width;
+    int r = 0;
+    if constexpr (std::is_same_v<scalar_t, acc_t>) {
+      if (isa.pack8 != nullptr && sn == 1) {
+        for (; r + 8 <= width && first_row + p * width + r + 8 <= C; r += 8)
+          isa.pack8(x + (first_row + p * width + r) * sc + k0, sc, depth, panel + r, width);
+      }
+    }
+    for (; r < width; ++r) {
+      const int64_t row = first_row + p * width + r;
       if (row >= C) {
         for (int64_t k = 0; k < depth; ++k) panel[k * width + r] = acc_t(0);
         continue;
@@ -90,13 +99,14 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
   const int mr = tile.mr, nr = tile.nr;
   const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
   const int64_t sb = x.stride(0), sc = x.stride(1), sn = x.stride(2);
+  // mr divides nr: tile rows are read from the same packed panels as tile columns.
   const int64_t row_tiles = ceil_div(C, mr), col_tiles = ceil_div(C, nr);
-  const int64_t rows = row_tiles * mr, ld = col_tiles * nr;
-  const int64_t kc = panel_depth(mr, nr, sizeof(acc_t));
-  const int64_t slab = slab_columns(B, N, rows, ld, kc, sizeof(acc_t));
+  const int64_t ld = col_tiles * nr;
+  const int64_t kc = panel_depth(nr, sizeof(acc_t));
+  const int64_t slab = slab_columns(B, N, ld, ld, kc, sizeof(acc_t));
   const int64_t slabs = ceil_div(N, slab);
 
-  at::Tensor partial = at::zeros({B, slabs, rows, ld}, out.options());
+  at::Tensor partial = at::zeros({B, slabs, ld, ld}, out.options());
   acc_t* partial_data = partial.data_ptr<acc_t>();
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
 
@@ -104,25 +114,25 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
   const std::vector<int64_t> bounds = balanced_row_groups(row_tiles, groups, mr, nr, col_tiles);
 
   at::parallel_for(0, B * slabs * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> a_pack, b_pack;
+    std::vector<acc_t> pack;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item % groups, s = (item / groups) % slabs, b = item / (groups * slabs);
       const int64_t ti0 = bounds[g], ti1 = bounds[g + 1];
       if (ti0 == ti1) continue;
-      const int64_t tj0 = (ti0 * mr) / nr;  // first tile column touching the upper triangle
-      a_pack.resize((ti1 - ti0) * kc * mr);
-      b_pack.resize((col_tiles - tj0) * kc * nr);
-      acc_t* part = partial_data + (b * slabs + s) * rows * ld;
+      const int64_t p0 = (ti0 * mr) / nr;  // first panel: holds the group's first row
+      pack.resize((col_tiles - p0) * kc * nr);
+      acc_t* part = partial_data + (b * slabs + s) * ld * ld;
       const scalar_t* xb = x_data + b * sb;
       const int64_t k_end = std::min(N, (s + 1) * slab);
       for (int64_t k0 = s * slab; k0 < k_end; k0 += kc) {
         const int64_t depth = std::min(kc, k_end - k0);
-        pack_panels(xb, sc, sn, C, ti0 * mr, ti1 - ti0, mr, k0, depth, a_pack.data());
-        pack_panels(xb, sc, sn, C, tj0 * nr, col_tiles - tj0, nr, k0, depth, b_pack.data());
-        for (int64_t tj = tj0; tj < col_tiles; ++tj) {
-          const acc_t* b_panel = b_pack.data() + (tj - tj0) * depth * nr;
+        pack_panels(tile, xb, sc, sn, C, p0 * nr, col_tiles - p0, nr, k0, depth, pack.data());
+        for (int64_t tj = p0; tj < col_tiles; ++tj) {
+          const acc_t* b_panel = pack.data() + (tj - p0) * depth * nr;
           for (int64_t ti = ti0; ti < ti1 && ti * mr <= tj * nr + nr - 1; ++ti) {
-            tile.fn(depth, a_pack.data() + (ti - ti0) * depth * mr, b_panel, part + ti * mr * ld + tj * nr, ld);
+            const int64_t row = ti * mr;
+            const acc_t* a = pack.data() + (row / nr - p0) * depth * nr + row % nr;
+            tile.tile(depth, a, nr, b_panel, part + row * ld + tj * nr, ld);
           }
         }
       }
@@ -133,9 +143,9 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
   at::parallel_for(0, B * C, 16, [&](int64_t begin, int64_t end) {
     for (int64_t bi = begin; bi < end; ++bi) {
       const int64_t b = bi / C, i = bi % C;
-      const acc_t* part = partial_data + b * slabs * rows * ld;
+      const acc_t* part = partial_data + b * slabs * ld * ld;
       acc_t* row = out_data + bi * C;
-      for (int64_t j = 0; j < C; ++j) row[j] = gram_reduce_element<acc_t>(part, slabs, rows * ld, ld, i, j, scale);
+      for (int64_t j = 0; j < C; ++j) row[j] = gram_reduce_element<acc_t>(part, slabs, ld * ld, ld, i, j, scale);
     }
   });
 }

@@ -1,24 +1,28 @@
 #pragma once
-// Register-blocked micro-kernels of the CPU Gram: C[MR x NR] += A_panel^T B_panel over kc steps,
-// A packed k-major as kc x MR and B as kc x NR (NR = NV vectors of the ISA's width).
+// Register-blocked micro-kernels of the CPU Gram and the panel packing they read.
+//
+// x rows are packed k-major into panels of NR rows: panel[k * NR + r]. A tile C[MR x NR] +=
+// A^T B reads its B operand from one panel and its A operand (MR rows, MR divides NR) from the same
+// packed buffer with stride lda = NR, so each chunk of x is packed once for both operands.
 //
 // Each ISA translation unit (gram_tile_<isa>.cpp) is compiled for its own instruction set with a
-// `#pragma GCC target` and includes nothing shared but this file's declarations, so no inline function
-// compiled with AVX-512 can be picked by the linker for a machine without it. The driver
-// (cpu/gram_kernel.cpp) picks one at run time (cpu/cpu_isa.cpp).
+// `#pragma GCC target` and shares no inline function with other translation units (its code has
+// internal linkage), so no AVX-512 instruction can reach a machine without it through the linker.
+// The driver (cpu/gram_kernel.cpp) picks one at run time (cpu/cpu_isa.cpp).
 #include <cstdint>
 
 namespace fastperc {
 namespace cpu {
 
-using GramTileF32 = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc);
-using GramTileF64 = void (*)(int64_t kc, const double* a, const double* b, double* c, int64_t ldc);
-
 template <typename T>
 struct GramTile {
   int mr;
   int nr;
-  void (*fn)(int64_t kc, const T* a, const T* b, T* c, int64_t ldc);
+  // c[r * ldc + j] += sum_k a[k * lda + r] * b[k * nr + j] for r < mr, j < nr.
+  void (*tile)(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc);
+  // dst[k * ld_dst + r] = src[r * ld_src + k] for r < 8, k < depth: 8 contiguous rows, transposed.
+  // Null where the ISA has no faster way than the driver's scalar loop.
+  void (*pack8)(const T* src, int64_t ld_src, int64_t depth, T* dst, int64_t ld_dst);
 };
 
 GramTile<float> gram_tile_f32_avx512();

@@ -1,4 +1,4 @@
-// AVX2 + FMA micro-kernels: 6 x 16 floats (12 ymm accumulators) and 6 x 8 doubles.
+// AVX2 + FMA micro-kernels: 4 x 24 floats and 4 x 12 doubles (12 ymm accumulators each).
 #include <cstdint>
 
 #include "cpu/isa/gram_tile.h"
@@ -33,9 +33,10 @@ struct F64x4 {
 }  // namespace
 
 #include "cpu/isa/gram_tile_body.inc"
+#include "cpu/isa/pack8_avx2.inc"
 
-GramTile<float> gram_tile_f32_avx2() { return {6, 16, &gram_tile<F32x8, 6, 2>}; }
-GramTile<double> gram_tile_f64_avx2() { return {6, 8, &gram_tile<F64x4, 6, 2>}; }
+GramTile<float> gram_tile_f32_avx2() { return {4, 24, &gram_tile<F32x8, 4, 3>, &pack8_f32}; }
+GramTile<double> gram_tile_f64_avx2() { return {4, 12, &gram_tile<F64x4, 4, 3>, nullptr}; }
 
 }  // namespace cpu
 }  // namespace fastperc

@@ -1,4 +1,4 @@
-// AVX-512F micro-kernels: 12 x 32 floats (24 zmm accumulators) and 12 x 16 doubles.
+// AVX-512F micro-kernels: 8 x 32 floats and 8 x 16 doubles (16 zmm accumulators each).
 #include <cstdint>
 
 #include "cpu/isa/gram_tile.h"
@@ -33,9 +33,10 @@ struct F64x8 {
 }  // namespace
 
 #include "cpu/isa/gram_tile_body.inc"
+#include "cpu/isa/pack8_avx2.inc"
 
-GramTile<float> gram_tile_f32_avx512() { return {12, 32, &gram_tile<F32x16, 12, 2>}; }
-GramTile<double> gram_tile_f64_avx512() { return {12, 16, &gram_tile<F64x8, 12, 2>}; }
+GramTile<float> gram_tile_f32_avx512() { return {8, 32, &gram_tile<F32x16, 8, 2>, &pack8_f32}; }
+GramTile<double> gram_tile_f64_avx512() { return {8, 16, &gram_tile<F64x8, 8, 2>, nullptr}; }
 
 }  // namespace cpu
 }  // namespace fastperc

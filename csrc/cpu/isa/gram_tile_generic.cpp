@@ -22,8 +22,8 @@ struct Scalar1 {
 
 #include "cpu/isa/gram_tile_body.inc"
 
-GramTile<float> gram_tile_f32_generic() { return {4, 8, &gram_tile<Scalar1<float>, 4, 8>}; }
-GramTile<double> gram_tile_f64_generic() { return {4, 8, &gram_tile<Scalar1<double>, 4, 8>}; }
+GramTile<float> gram_tile_f32_generic() { return {4, 8, &gram_tile<Scalar1<float>, 4, 8>, nullptr}; }
+GramTile<double> gram_tile_f64_generic() { return {4, 8, &gram_tile<Scalar1<double>, 4, 8>, nullptr}; }
 
 }  // namespace cpu
 }  // namespace fastperc
