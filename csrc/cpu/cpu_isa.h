@@ -2,6 +2,7 @@
 // Run-time choice of the CPU micro-kernels: the best ISA this CPU supports, or a lower one asked for
 // (FASTPERC_CPU_ISA=generic|avx2|avx512, or fastperc._C.set_cpu_isa) to test and compare them.
 #include <string>
+#include <type_traits>
 
 #include "cpu/isa/gram_tile.h"
 
@@ -17,6 +18,15 @@ const char* isa_name(Isa isa);
 
 GramTile<float> gram_tile_f32();
 GramTile<double> gram_tile_f64();
+
+template <typename T>
+GramTile<T> active_gram_tile() {
+  if constexpr (std::is_same_v<T, double>) {
+    return gram_tile_f64();
+  } else {
+    return gram_tile_f32();
+  }
+}
 
 }  // namespace cpu
 }  // namespace fastperc

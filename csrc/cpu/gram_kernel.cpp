@@ -25,15 +25,6 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-template <typename acc_t>
-GramTile<acc_t> active_tile() {
-  if constexpr (std::is_same_v<acc_t, double>) {
-    return gram_tile_f64();
-  } else {
-    return gram_tile_f32();
-  }
-}
-
 // Depth of one packed step: a panel (nr x kc) fills 16 KiB, half of L1, and stays there while it is
 // multiplied with the tile rows above it, which stream from L2.
 int64_t panel_depth(int nr, size_t elem) {
@@ -95,7 +86,7 @@ std::vector<int64_t> balanced_row_groups(int64_t row_tiles, int64_t groups, int 
 
 template <typename scalar_t, typename acc_t>
 void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
-  const GramTile<acc_t> tile = active_tile<acc_t>();
+  const GramTile<acc_t> tile = active_gram_tile<acc_t>();
   const int mr = tile.mr, nr = tile.nr;
   const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
   const int64_t sb = x.stride(0), sc = x.stride(1), sn = x.stride(2);
@@ -132,7 +123,7 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
           for (int64_t ti = ti0; ti < ti1 && ti * mr <= tj * nr + nr - 1; ++ti) {
             const int64_t row = ti * mr;
             const acc_t* a = pack.data() + (row / nr - p0) * depth * nr + row % nr;
-            tile.tile(depth, a, nr, b_panel, part + row * ld + tj * nr, ld);
+            tile.tile(depth, a, nr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
           }
         }
       }

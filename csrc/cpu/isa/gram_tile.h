@@ -18,8 +18,9 @@ template <typename T>
 struct GramTile {
   int mr;
   int nr;
-  // c[r * ldc + j] += sum_k a[k * lda + r] * b[k * nr + j] for r < mr, j < nr.
-  void (*tile)(int64_t kc, const T* a, int64_t lda, const T* b, T* c, int64_t ldc);
+  // c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0) + sum_k a[k * lda + r] * b[k * ldb + j]
+  // for r < mr, j < nr. The Gram reads b from a packed panel (ldb = nr); its backward straight from x.
+  void (*tile)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate);
   // dst[k * ld_dst + r] = src[r * ld_src + k] for r < 8, k < depth: 8 contiguous rows, transposed.
   // Null where the ISA has no faster way than the driver's scalar loop.
   void (*pack8)(const T* src, int64_t ld_src, int64_t depth, T* dst, int64_t ld_dst);
