@@ -8,14 +8,15 @@ import torch
 from fastperc import _backend
 
 
-def info() -> dict:
-    """Version, torch, compiled backends (CPU ISA, CUDA archs), devices, and which ops fall back."""
+def info(print_table: bool = True) -> dict:
+    """Prints and returns version, torch, compiled backends (CPU ISA, CUDA archs), devices, and which
+    ops run the pure-PyTorch reference (fallback) on which device."""
     from fastperc import __version__
 
     build = _backend.build_info()
     devices = ["cpu"] + [f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())]
     fallback = sorted({f"{op}/{dev}" for (op, dev), ok in _backend.KERNELS.items() if not ok})
-    return {
+    values = {
         "fastperc": __version__,
         "torch": torch.__version__,
         "torch_cuda": torch.version.cuda,
@@ -31,6 +32,9 @@ def info() -> dict:
         "devices": devices,
         "reference_fallback": fallback,
     }
+    if print_table:
+        print(format_info(values))
+    return values
 
 
 def format_info(values: dict) -> str:

@@ -78,9 +78,12 @@ def _style_loss_setup(ctx, inputs, output):
 
 def _style_loss_backward(ctx, grad_loss, grad_residual):
     # dL/dG = 2 ls (G - A): one GEMM with the features gives dL/dx; no (B, C, C) autograd graph.
-    # The residual output is an auxiliary for this formula; gradients flowing into it are ignored.
+    # The residual is a real output (R = gs x x^T - A), so a gradient reaching it adds to dL/dG; that
+    # also keeps double backward exact, since the saved residual carries its own graph.
     x, residual = ctx.saved_tensors
     d_gram = residual * (2.0 * ctx.loss_scale * grad_loss)
+    if grad_residual is not None:
+        d_gram = d_gram + grad_residual
     grad_x = grad_target = None
     if ctx.needs_input_grad[0]:
         grad_x = torch.ops.fastperc.gram_backward(d_gram, x, ctx.gram_scale)

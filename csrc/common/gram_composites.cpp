@@ -24,7 +24,9 @@ std::tuple<at::Tensor, at::Tensor> style_loss_composite(GramFn gram, const at::T
   check_finite_scale(gram_scale, "gram_scale");
   check_finite_scale(loss_scale, "loss_scale");
   at::Tensor residual = gram(x, gram_scale).sub_(target);
-  at::Tensor loss = residual.square().sum().mul_(loss_scale);
+  // Rows, then matrices, then the batch: each reduction is over one contiguous dimension, so its order
+  // of additions does not depend on the number of threads (a flat sum() would split it by thread).
+  at::Tensor loss = residual.square().sum(-1).sum(-1).sum().mul_(loss_scale);
   return {loss, residual};
 }
 

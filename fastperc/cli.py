@@ -1,0 +1,54 @@
+"""The `fastperc` console script: `fastperc info`, `fastperc bench`."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import torch
+
+
+def _cmd_info(args) -> int:
+    import fastperc
+
+    fastperc.info()
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from fastperc import bench
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("fastperc bench: --device cuda asked for, but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    ops = bench.OPS if args.op == "all" else (args.op,)
+    dtype = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
+             "bfloat16": torch.bfloat16}[args.dtype]
+    result = bench.run(ops=ops, device=args.device, quick=args.quick, dtype=dtype)
+    print(bench.format_table(result))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="fastperc", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
+    b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
+    b.add_argument("--op", choices=("gram", "style", "all"), default="all")
+    b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    b.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32")
+    b.add_argument("--quick", action="store_true", help="small shapes, short timing (a smoke run)")
+    b.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
+    b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    b.set_defaults(func=_cmd_bench)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The built extension: CPU kernels for every op; with a CUDA torch, CUDA kernels compiled, linked,
+loaded and registered for every op; with a CPU torch, the CUDA sources at least compile."""
+import glob
+import os
+import shutil
+import subprocess
+
+import pytest
+import torch
+
+from fastperc import _backend
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_cpu_kernel_for_every_op():
+    for op in _backend.OPS:
+        assert _backend.KERNELS[(op, "cpu")], op
+    info = _backend.build_info()
+    assert info["openmp"], "built without OpenMP: at::parallel_for would run on one thread"
+    assert info["cpu_isa_active"] in ("generic", "avx2", "avx512")
+
+
+def test_every_schema_has_a_kernel_file_per_device():
+    schemas = open(os.path.join(ROOT, "csrc", "ops.cpp")).read()
+    for op in _backend.OPS:
+        assert f'm.def("{op}(' in schemas
+        for device in ("cpu", "cuda"):
+            sources = " ".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "csrc", device, "*.c*")))
+            assert f'm.impl("{op}"' in sources, (op, device)
+
+
+@pytest.mark.skipif(torch.version.cuda is None, reason="CPU build of torch: covered by the nvcc compile test")
+def test_cuda_kernels_compiled_and_registered():
+    info = _backend.build_info()
+    assert info["cuda"], "torch is a CUDA build but fastperc._C was built without CUDA kernels"
+    assert info["cuda_archs"]
+    for op in _backend.OPS:
+        assert _backend.KERNELS[(op, "cuda")], op
+
+
+@pytest.mark.skipif(torch.version.cuda is not None, reason="CUDA torch: the full build compiled the .cu files")
+def test_cuda_sources_compile_against_cpu_torch_headers(tmp_path):
+    nvcc = shutil.which("nvcc") or ("/usr/local/cuda/bin/nvcc" if os.path.exists("/usr/local/cuda/bin/nvcc") else None)
+    if nvcc is None:
+        pytest.skip("no nvcc on this machine")
+    from torch.utils.cpp_extension import include_paths
+
+    incs = [f"-I{p}" for p in include_paths()] + [f"-I{os.path.join(ROOT, 'csrc')}"]
+    for cu in glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")):
+        cmd = [nvcc, "-std=c++20", "-c", cu, "-o", str(tmp_path / "k.o"), "-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE",
+               "--expt-relaxed-constexpr", "-arch=sm_80", *incs]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-4000:]

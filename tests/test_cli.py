@@ -1,0 +1,60 @@
+"""The `fastperc` console script: info and bench, through a subprocess as a user runs them."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_cli(*args, timeout=600):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    return subprocess.run([sys.executable, "-m", "fastperc.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_console_script_is_installed():
+    script = shutil.which("fastperc", path=os.path.dirname(sys.executable)) or shutil.which("fastperc")
+    assert script, "the fastperc console script is not installed (pip install --no-build-isolation -e .)"
+    out = subprocess.run([script, "info"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "fastperc" in out.stdout
+
+
+def test_info_reports_build():
+    out = run_cli("info")
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    for key in ("fastperc", "torch", "extension", "cpu_isa", "openmp", "cuda_kernels", "cuda_archs", "devices"):
+        assert key in text
+    assert "loaded" in text
+    if torch.version.cuda:
+        assert "8.0;9.0+PTX" in text or "cuda_kernels        True" in text
+
+
+def test_bench_quick_table_and_json(tmp_path):
+    path = tmp_path / "bench.json"
+    out = run_cli("bench", "--quick", "--op", "gram", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("device=cpu dtype=float32")
+    for impl in ("fastperc", "reference", "torch"):
+        assert any(f" {impl} " in line for line in lines)
+    assert any("geometric-mean speedup" in line for line in lines)
+    data = json.loads(path.read_text())
+    rows = data["rows"]
+    assert {r["impl"] for r in rows} == {"fastperc", "reference", "torch"}
+    assert {r["mode"] for r in rows} == {"fwd", "fwd+bwd"}
+    for r in rows:
+        assert r["ms"] > 0 and r["err"] < 1e-4, r
+
+
+def test_bench_rejects_missing_cuda_and_bad_op():
+    if not torch.cuda.is_available():
+        out = run_cli("bench", "--device", "cuda")
+        assert out.returncode == 2 and "no CUDA device" in out.stderr
+    out = run_cli("bench", "--op", "conv")
+    assert out.returncode == 2 and "invalid choice" in out.stderr
