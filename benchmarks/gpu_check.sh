@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One call on a CUDA machine: build, CUDA tests, compute-sanitizer, GPU benchmarks; writes a report.
+# Usage (repository root, torch with CUDA already installed): bash benchmarks/gpu_check.sh [REPORT_DIR]
+# Peers, if wanted, are installed from wheels carried along (no network there): pip install --no-index wheels/*.whl
+set -uo pipefail
+cd "$(dirname "$0")/.."
+REPORT_DIR=${1:-${OUT:-benchmarks/gpu_report}}
+mkdir -p "$REPORT_DIR"
+REPORT="$REPORT_DIR/gpu_check.txt"
+: > "$REPORT"
+log() { echo "$@" | tee -a "$REPORT"; }
+section() { log; log "=== $* ==="; }
+
+section "machine"
+{ date -u; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv; nproc;
+  python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"; } 2>&1 | tee -a "$REPORT"
+
+section "build"
+export MAX_JOBS=${MAX_JOBS:-16}
+export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-"8.0;9.0"}
+( time pip install --no-build-isolation -e . -q ) 2>&1 | tail -5 | tee -a "$REPORT"
+fastperc info 2>&1 | tee -a "$REPORT"
+
+section "tests (CUDA and CPU)"
+python -m pytest tests -q -x -rs 2>&1 | tail -15 | tee -a "$REPORT"
+
+section "compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on the CUDA tests"
+for tool in memcheck racecheck synccheck initcheck; do
+  compute-sanitizer --tool "$tool" --error-exitcode 1 --target-processes all \
+    python -m pytest tests/test_cuda.py -q -x -k "not compile and not grid_limit" 2>&1 | tail -4 | sed "s/^/[$tool] /" | tee -a "$REPORT"
+done
+
+section "benchmarks (fastperc bench --device cuda)"
+for dtype in float32 float16; do
+  fastperc bench --device cuda --dtype "$dtype" --json "$REPORT_DIR/bench_cuda_$dtype.json" 2>&1 | tee -a "$REPORT"
+done
+log
+log "report: $REPORT"
