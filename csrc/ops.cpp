@@ -11,4 +11,16 @@ TORCH_LIBRARY(fastperc, m) {
   // loss = loss_scale * sum_b ||gram_scale * x_b x_b^T - target_b||_F^2 with target (1 or B, C, C) in the
   // accumulation dtype. Also returns the residual (B, C, C) the backward needs: no Gram autograd graph.
   m.def("style_loss(Tensor x, Tensor target, float gram_scale, float loss_scale) -> (Tensor, Tensor)");
+
+  // SSIM of x and y, (B, C, H, W) or (B, C, D, H, W), with the separable window `window` (odd taps, in
+  // the accumulation dtype) and padding 0 = valid, 1 = zero ("same"), 2 = reflect ("same").
+  // Returns per-image-channel (B, C) means of the SSIM map, of the contrast-structure (CS) map and of
+  // |x - y| (for the fused L1 + SSIM loss), in the accumulation dtype.
+  m.def("ssim(Tensor x, Tensor y, Tensor window, float c1, float c2, int padding) -> (Tensor, Tensor, Tensor)");
+  // The SSIM map itself: (B, C, H', W') or (B, C, D', H', W').
+  m.def("ssim_map(Tensor x, Tensor y, Tensor window, float c1, float c2, int padding) -> Tensor");
+  // Gradients (x, y) of sum(grad_ssim * SSIM + grad_cs * CS) + sum(grad_l1 * |x - y|): per-pixel
+  // weights shaped like the map (grad_ssim, grad_cs) and like x (grad_l1), any strides.
+  m.def("ssim_backward(Tensor grad_ssim, Tensor? grad_cs, Tensor? grad_l1, Tensor x, Tensor y, Tensor window, "
+        "float c1, float c2, int padding) -> (Tensor, Tensor)");
 }

@@ -10,7 +10,7 @@ import warnings
 
 import torch
 
-OPS = ("gram", "gram_backward", "style_loss")
+OPS = ("gram", "gram_backward", "style_loss", "ssim", "ssim_map", "ssim_backward")
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 _C = None

@@ -95,3 +95,65 @@ def _style_loss_backward(ctx, grad_loss, grad_residual):
 
 
 register_autograd("fastperc::style_loss", _style_loss_backward, setup_context=_style_loss_setup)
+
+
+def ssim_map_shape(x, window_size: int, padding: int):
+    """Shape of the SSIM map: the input's for "same" padding, shrunk by the window for "valid"."""
+    shrink = window_size - 1 if padding == 0 else 0
+    return tuple(x.shape[:2]) + tuple(s - shrink for s in x.shape[2:])
+
+
+@register_fake("fastperc::ssim")
+def _ssim_fake(x, y, window, c1, c2, padding):
+    acc = accumulate_dtype(x.dtype)
+    return tuple(x.new_empty(x.shape[:2], dtype=acc) for _ in range(3))
+
+
+@register_fake("fastperc::ssim_map")
+def _ssim_map_fake(x, y, window, c1, c2, padding):
+    return x.new_empty(ssim_map_shape(x, window.shape[0], padding), dtype=accumulate_dtype(x.dtype))
+
+
+@register_fake("fastperc::ssim_backward")
+def _ssim_backward_fake(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding):
+    return x.new_empty(x.shape), y.new_empty(y.shape)
+
+
+def _ssim_setup(ctx, inputs, output):
+    x, y, window, c1, c2, padding = inputs
+    ctx.save_for_backward(x, y, window)
+    ctx.c1, ctx.c2, ctx.padding = c1, c2, padding
+
+
+def _per_pixel(grad_bc, shape):
+    """(B, C) gradient of a mean over the trailing dims of `shape`, as an expanded per-pixel tensor."""
+    if grad_bc is None:
+        return None
+    count = 1
+    for s in shape[2:]:
+        count *= s
+    return (grad_bc / count).reshape(tuple(grad_bc.shape) + (1,) * (len(shape) - 2)).expand(shape)
+
+
+def _ssim_backward(ctx, grad_ssim, grad_cs, grad_l1):
+    x, y, window = ctx.saved_tensors
+    map_shape = ssim_map_shape(x, window.shape[0], ctx.padding)
+    if grad_ssim is None:
+        grad_ssim = x.new_zeros((), dtype=accumulate_dtype(x.dtype)).expand(x.shape[:2])
+    gx, gy = torch.ops.fastperc.ssim_backward(
+        _per_pixel(grad_ssim, map_shape), _per_pixel(grad_cs, map_shape), _per_pixel(grad_l1, tuple(x.shape)),
+        x, y, window, ctx.c1, ctx.c2, ctx.padding,
+    )
+    return (gx if ctx.needs_input_grad[0] else None, gy if ctx.needs_input_grad[1] else None, None, None, None, None)
+
+
+register_autograd("fastperc::ssim", _ssim_backward, setup_context=_ssim_setup)
+
+
+def _ssim_map_backward(ctx, grad_map):
+    x, y, window = ctx.saved_tensors
+    gx, gy = torch.ops.fastperc.ssim_backward(grad_map, None, None, x, y, window, ctx.c1, ctx.c2, ctx.padding)
+    return (gx if ctx.needs_input_grad[0] else None, gy if ctx.needs_input_grad[1] else None, None, None, None, None)
+
+
+register_autograd("fastperc::ssim_map", _ssim_map_backward, setup_context=_ssim_setup)

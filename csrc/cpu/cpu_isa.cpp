@@ -76,5 +76,21 @@ GramTile<double> gram_tile_f64() {
   }
 }
 
+SsimTile<float> ssim_tile_f32() {
+  switch (active_isa()) {
+    case Isa::avx512: return ssim_tile_f32_avx512();
+    case Isa::avx2: return ssim_tile_f32_avx2();
+    default: return ssim_tile_f32_generic();
+  }
+}
+
+SsimTile<double> ssim_tile_f64() {
+  switch (active_isa()) {
+    case Isa::avx512: return ssim_tile_f64_avx512();
+    case Isa::avx2: return ssim_tile_f64_avx2();
+    default: return ssim_tile_f64_generic();
+  }
+}
+
 }  // namespace cpu
 }  // namespace fastperc

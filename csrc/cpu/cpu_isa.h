@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "cpu/isa/gram_tile.h"
+#include "cpu/isa/ssim_tile.h"
 
 namespace fastperc {
 namespace cpu {
@@ -18,6 +19,18 @@ const char* isa_name(Isa isa);
 
 GramTile<float> gram_tile_f32();
 GramTile<double> gram_tile_f64();
+
+SsimTile<float> ssim_tile_f32();
+SsimTile<double> ssim_tile_f64();
+
+template <typename T>
+SsimTile<T> active_ssim_tile() {
+  if constexpr (std::is_same_v<T, double>) {
+    return ssim_tile_f64();
+  } else {
+    return ssim_tile_f32();
+  }
+}
 
 template <typename T>
 GramTile<T> active_gram_tile() {

@@ -1,0 +1,33 @@
+#pragma once
+// Tile stages of the CPU SSIM kernels, compiled once per ISA (ssim_tile_<isa>.cpp, like gram_tile.h):
+// plain loops over contiguous tile buffers that the compiler vectorises for that ISA.
+#include <cstdint>
+
+namespace fastperc {
+namespace cpu {
+
+template <typename T>
+struct SsimTile {
+  // out5[s] = x, y, x*x, y*y, x*y for s = 0..4, each n elements.
+  void (*products)(const T* x, const T* y, int64_t n, T* out5);
+  // For each of `count` volumes of dp x hp x wp elements (consecutive in `in`), the valid separable
+  // correlation with w (k taps) along W and H, and along D when kd > 1 (kd == k then): the results,
+  // (dp - kd + 1) x (hp - k + 1) x (wp - k + 1) each, consecutive in `out`. `scratch` holds
+  // 2 * count * dp * hp * wp elements.
+  void (*filter)(const T* in, int count, int64_t dp, int64_t hp, int64_t wp, const T* w, int k, int kd, T* scratch,
+                 T* out);
+  // SSIM and CS of n pixels from their five moments (moment s of pixel i at m[s * n + i]).
+  void (*pixels)(const T* m, int64_t n, T c1, T c2, T* ssim, T* cs);
+  // d[s * n + i]: gradient of gs[i] * ssim + gc[i] * cs (gc may be null) with respect to moment s.
+  void (*pixel_grads)(const T* m, int64_t n, T c1, T c2, const T* gs, const T* gc, T* d);
+};
+
+SsimTile<float> ssim_tile_f32_avx512();
+SsimTile<double> ssim_tile_f64_avx512();
+SsimTile<float> ssim_tile_f32_avx2();
+SsimTile<double> ssim_tile_f64_avx2();
+SsimTile<float> ssim_tile_f32_generic();
+SsimTile<double> ssim_tile_f64_generic();
+
+}  // namespace cpu
+}  // namespace fastperc

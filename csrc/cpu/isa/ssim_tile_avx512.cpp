@@ -1,0 +1,18 @@
+// SSIM tile stages compiled for AVX-512 (see ssim_tile.h).
+#include <cstdint>
+
+#include "cpu/isa/ssim_tile.h"
+
+#pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#include "common/ssim_math.h"
+
+namespace fastperc {
+namespace cpu {
+
+#include "cpu/isa/ssim_tile_body.inc"
+
+SsimTile<float> ssim_tile_f32_avx512() { return make_ssim_tile<float>(); }
+SsimTile<double> ssim_tile_f64_avx512() { return make_ssim_tile<double>(); }
+
+}  // namespace cpu
+}  // namespace fastperc

@@ -1,0 +1,211 @@
+// CPU SSIM backward: gradients of sum(gs * SSIM + gc * CS) + sum(gl * |x - y|) with respect to x and y,
+// for per-pixel weights gs, gc (SSIM-map shaped) and gl (input shaped), each of any strides: the mean
+// reductions pass expanded (B, C, 1, 1) tensors, which cost nothing to read.
+//
+// Work items are (plane, tile of the *padded* input). A tile recomputes the moments of every output
+// pixel whose window touches it, forms the five per-pixel moment gradients (common/ssim_math.h),
+// applies the adjoint of the window filter (the same separable stages with the window flipped) and
+// combines them with x and y into the gradient of its padded elements:
+//   dL/dx_p = F(d_mx)_p + 2 x_p F(d_exx)_p + y_p F(d_exy)_p  (and symmetrically for y).
+// A last pass folds padded elements back onto the inputs they copy (crop for zero padding, the
+// mirrored border for reflect) and adds the |x - y| term. No element is written twice: no atomics,
+// and results do not depend on the thread count.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "common/ssim_checks.h"
+#include "cpu/cpu_isa.h"
+#include "cpu/ssim_cpu.h"
+
+namespace fastperc {
+namespace cpu {
+namespace {
+
+// Padded coordinates along one dimension whose values are copies of input element q.
+int ssim_fold_sources(int64_t q, int64_t n, int64_t r, int64_t mode, int64_t out[3]) {
+  if (mode == kSsimValid) {
+    out[0] = q;
+    return 1;
+  }
+  int count = 0;
+  out[count++] = q + r;
+  if (mode == kSsimReflect) {
+    if (q >= 1 && q <= r) out[count++] = r - q;
+    if (q >= n - 1 - r && q <= n - 2) out[count++] = 2 * (n - 1) - q + r;
+  }
+  return count;
+}
+
+// Strided element of a per-pixel weight tensor at plane (b, c) and spatial (d, h, w).
+template <typename T>
+struct Weights {
+  const T* data = nullptr;
+  int64_t sb = 0, sc = 0, sd = 0, sh = 0, sw = 0;
+  explicit Weights(const at::Tensor& t) {
+    if (!t.defined()) return;
+    data = t.const_data_ptr<T>();
+    sb = t.stride(0);
+    sc = t.stride(1);
+    sd = t.dim() == 5 ? t.stride(2) : 0;
+    sh = t.stride(-2);
+    sw = t.stride(-1);
+  }
+  T at(int64_t b, int64_t c, int64_t d, int64_t h, int64_t w) const {
+    return data[b * sb + c * sc + d * sd + h * sh + w * sw];
+  }
+};
+
+template <typename scalar_t, typename T>
+std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ssim, const at::Tensor& grad_cs,
+                                                       const at::Tensor& grad_l1, const at::Tensor& x,
+                                                       const at::Tensor& y, const at::Tensor& window,
+                                                       const SsimGeometry& g, T c1, T c2) {
+  const SsimTile<T> isa = active_ssim_tile<T>();
+  const SsimTiling tile = ssim_tiling(g);
+  const int64_t nd = ssim_ceil_div(g.Dp, tile.td), nh = ssim_ceil_div(g.Hp, tile.th), nw = ssim_ceil_div(g.Wp, tile.tw);
+  const int64_t tiles = nd * nh * nw;
+  const T* w_data = window.const_data_ptr<T>();
+  const std::vector<T> w_flip(std::make_reverse_iterator(w_data + g.k), std::make_reverse_iterator(w_data));
+  const std::vector<T> w(w_data, w_data + g.k);
+  const std::vector<int64_t> st = ssim_plane_strides(x);
+  const scalar_t* x_data = x.const_data_ptr<scalar_t>();
+  const scalar_t* y_data = y.const_data_ptr<scalar_t>();
+  const Weights<T> gs(grad_ssim), gc(grad_cs), gl(grad_l1);
+  const int64_t padded_size = g.Dp * g.Hp * g.Wp;
+  std::vector<T> padded_grad(static_cast<size_t>(2 * g.planes() * padded_size));
+  T* px = padded_grad.data();
+  T* py = px + g.planes() * padded_size;
+
+  at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> xs, ys, prod, scratch, moments, wgs, wgc, dmom, adj;
+    std::vector<int64_t> cols;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t plane = item / tiles, t = item % tiles;
+      const int64_t b = plane / g.C, c = plane % g.C;
+      const int64_t pd0 = (t / (nh * nw)) * tile.td, ph0 = ((t / nw) % nh) * tile.th, pw0 = (t % nw) * tile.tw;
+      const int64_t td = std::min(tile.td, g.Dp - pd0), th = std::min(tile.th, g.Hp - ph0),
+                    tw = std::min(tile.tw, g.Wp - pw0);
+      // Outputs whose windows reach the tile, then the input those outputs read.
+      const int64_t od0 = pd0 - g.kd + 1, oh0 = ph0 - g.k + 1, ow0 = pw0 - g.k + 1;
+      const int64_t od = td + g.kd - 1, oh = th + g.k - 1, ow = tw + g.k - 1;
+      const int64_t id = od + g.kd - 1, ih = oh + g.k - 1, iw = ow + g.k - 1;
+      const int64_t ni = id * ih * iw, no = od * oh * ow, nt = td * th * tw;
+      xs.resize(ni);
+      ys.resize(ni);
+      prod.resize(5 * ni);
+      scratch.resize(2 * 5 * ni);
+      moments.resize(5 * no);
+      wgs.resize(no);
+      dmom.resize(5 * no);
+      adj.resize(5 * nt);
+      const int64_t base = b * x.stride(0) + c * x.stride(1);
+      ssim_pack(x_data + base, y_data + base, st, g, od0, id, oh0, ih, ow0, iw, xs.data(), ys.data(), cols);
+      isa.products(xs.data(), ys.data(), ni, prod.data());
+      isa.filter(prod.data(), 5, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
+                 moments.data());
+      // Upstream weights of the outputs; zero for the halo outside the SSIM map.
+      if (gc.data != nullptr) wgc.resize(no);
+      for (int64_t dd = 0; dd < od; ++dd)
+        for (int64_t hh = 0; hh < oh; ++hh)
+          for (int64_t ww = 0; ww < ow; ++ww) {
+            const int64_t o_d = od0 + dd, o_h = oh0 + hh, o_w = ow0 + ww;
+            const bool inside = o_d >= 0 && o_d < g.Do && o_h >= 0 && o_h < g.Ho && o_w >= 0 && o_w < g.Wo;
+            const int64_t i = (dd * oh + hh) * ow + ww;
+            wgs[i] = inside ? gs.at(b, c, o_d, o_h, o_w) : T(0);
+            if (gc.data != nullptr) wgc[i] = inside ? gc.at(b, c, o_d, o_h, o_w) : T(0);
+          }
+      isa.pixel_grads(moments.data(), no, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmom.data());
+      isa.filter(dmom.data(), 5, od, oh, ow, w_flip.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
+                 scratch.data(), adj.data());
+      const T* f_mx = adj.data();
+      const T* f_my = f_mx + nt;
+      const T* f_exx = f_my + nt;
+      const T* f_eyy = f_exx + nt;
+      const T* f_exy = f_eyy + nt;
+      for (int64_t dd = 0; dd < td; ++dd)
+        for (int64_t hh = 0; hh < th; ++hh) {
+          const int64_t in_row = ((dd + g.kd - 1) * ih + hh + g.k - 1) * iw + g.k - 1;
+          const int64_t t_row = (dd * th + hh) * tw;
+          const int64_t p_row = plane * padded_size + ((pd0 + dd) * g.Hp + ph0 + hh) * g.Wp + pw0;
+          for (int64_t ww = 0; ww < tw; ++ww) {
+            const T xv = xs[in_row + ww], yv = ys[in_row + ww];
+            const int64_t i = t_row + ww;
+            px[p_row + ww] = f_mx[i] + T(2) * xv * f_exx[i] + yv * f_exy[i];
+            py[p_row + ww] = f_my[i] + T(2) * yv * f_eyy[i] + xv * f_exy[i];
+          }
+        }
+    }
+  });
+
+  // Fold the padded gradient onto the inputs and add the |x - y| term: sign(x - y) * gl.
+  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
+  at::Tensor grad_y = at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous));
+  scalar_t* gx = grad_x.data_ptr<scalar_t>();
+  scalar_t* gy = grad_y.data_ptr<scalar_t>();
+  at::parallel_for(0, g.planes() * g.D * g.H, 16, [&](int64_t begin, int64_t end) {
+    int64_t sd[3], sh[3], sw[3];
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t plane = row / (g.D * g.H), d = (row / g.H) % g.D, h = row % g.H;
+      const int64_t b = plane / g.C, c = plane % g.C;
+      const int nsd = ssim_fold_sources(d, g.D, g.rd, g.mode, sd);
+      const int nsh = ssim_fold_sources(h, g.H, g.r, g.mode, sh);
+      const scalar_t* xr = x_data + b * x.stride(0) + c * x.stride(1) + d * st[0] + h * st[1];
+      const scalar_t* yr = y_data + b * y.stride(0) + c * y.stride(1) + d * st[0] + h * st[1];
+      for (int64_t wq = 0; wq < g.W; ++wq) {
+        const int nsw = ssim_fold_sources(wq, g.W, g.r, g.mode, sw);
+        T ax = 0, ay = 0;
+        for (int i = 0; i < nsd; ++i)
+          for (int j = 0; j < nsh; ++j)
+            for (int l = 0; l < nsw; ++l) {
+              const int64_t p = plane * padded_size + (sd[i] * g.Hp + sh[j]) * g.Wp + sw[l];
+              ax += px[p];
+              ay += py[p];
+            }
+        if (gl.data != nullptr) {
+          const T diff = static_cast<T>(xr[wq * st[2]]) - static_cast<T>(yr[wq * st[2]]);
+          const T s = (diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0))) * gl.at(b, c, d, h, wq);
+          ax += s;
+          ay -= s;
+        }
+        gx[row * g.W + wq] = static_cast<scalar_t>(ax);
+        gy[row * g.W + wq] = static_cast<scalar_t>(ay);
+      }
+    }
+  });
+  return {grad_x, grad_y};
+}
+
+std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_ssim, const std::optional<at::Tensor>& grad_cs,
+                                                     const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
+                                                     const at::Tensor& y, const at::Tensor& window, double c1,
+                                                     double c2, int64_t padding) {
+  const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
+  TORCH_CHECK(x.device().is_cpu(), "fastperc: ssim_backward_cpu got a tensor on ", x.device());
+  const auto map_shape = ssim_map_shape(g);
+  check_ssim_grad(grad_ssim, x, map_shape, "grad_ssim");
+  const at::Tensor gc = grad_cs.has_value() ? *grad_cs : at::Tensor();
+  const at::Tensor gl = grad_l1.has_value() ? *grad_l1 : at::Tensor();
+  if (gc.defined()) check_ssim_grad(gc, x, map_shape, "grad_cs");
+  if (gl.defined()) check_ssim_grad(gl, x, x.sizes(), "grad_l1");
+  const at::Tensor w = window.contiguous();
+  std::tuple<at::Tensor, at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cpu", [&] {
+    using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    out = ssim_backward_typed<scalar_t, T>(grad_ssim, gc, gl, x, y, w, g, static_cast<T>(c1), static_cast<T>(c2));
+  });
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastperc, CPU, m) { m.impl("ssim_backward", &ssim_backward_cpu); }
+
+}  // namespace cpu
+}  // namespace fastperc

@@ -1,0 +1,163 @@
+// CPU SSIM forward: per-image means of SSIM, CS and |x - y| (op `ssim`), and the SSIM map (`ssim_map`).
+//
+// Work items are (plane, output tile). Each packs its padded input tile once (any strides and
+// dtypes, padding applied while packing), forms x, y, x^2, y^2, xy, filters them separably along W, H
+// (and D) with the ISA's vectorised stages, and turns the five moments into SSIM and CS per pixel.
+// Tile sums go to their own slots and are added per plane in tile order: results do not depend on
+// the thread count. |x - y| is summed over the input elements each tile owns, in the same pass.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <tuple>
+#include <type_traits>
+#include <vector>
+
+#include "common/ssim_checks.h"
+#include "cpu/cpu_isa.h"
+#include "cpu/ssim_cpu.h"
+
+namespace fastperc {
+namespace cpu {
+namespace {
+
+template <typename scalar_t, typename T>
+void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, const SsimGeometry& g,
+                        T c1, T c2, at::Tensor* map, at::Tensor* means) {
+  const SsimTile<T> isa = active_ssim_tile<T>();
+  const SsimTiling tile = ssim_tiling(g);
+  const int64_t nd = ssim_ceil_div(g.Do, tile.td), nh = ssim_ceil_div(g.Ho, tile.th), nw = ssim_ceil_div(g.Wo, tile.tw);
+  const int64_t tiles = nd * nh * nw;
+  const std::vector<T> w(window.const_data_ptr<T>(), window.const_data_ptr<T>() + g.k);
+  const std::vector<int64_t> st = ssim_plane_strides(x);
+  const scalar_t* x_data = x.const_data_ptr<scalar_t>();
+  const scalar_t* y_data = y.const_data_ptr<scalar_t>();
+  std::vector<double> sums(static_cast<size_t>(g.planes() * tiles * 3), 0.0);  // ssim, cs, |x - y|
+  T* map_data = map != nullptr ? map->data_ptr<T>() : nullptr;
+
+  at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> xs, ys, prod, scratch, moments, ssim, cs;
+    std::vector<int64_t> cols;
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t plane = item / tiles, t = item % tiles;
+      const int64_t b = plane / g.C, c = plane % g.C;
+      const int64_t od0 = (t / (nh * nw)) * tile.td, oh0 = ((t / nw) % nh) * tile.th, ow0 = (t % nw) * tile.tw;
+      const int64_t od = std::min(tile.td, g.Do - od0), oh = std::min(tile.th, g.Ho - oh0),
+                    ow = std::min(tile.tw, g.Wo - ow0);
+      const int64_t pd = od + g.kd - 1, ph = oh + g.k - 1, pw = ow + g.k - 1;
+      const int64_t np = pd * ph * pw, no = od * oh * ow;
+      xs.resize(np);
+      ys.resize(np);
+      prod.resize(5 * np);
+      scratch.resize(2 * 5 * np);
+      moments.resize(5 * no);
+      ssim.resize(no);
+      cs.resize(no);
+      const int64_t base = b * x.stride(0) + c * x.stride(1);
+      ssim_pack(x_data + base, y_data + base, st, g, od0, pd, oh0, ph, ow0, pw, xs.data(), ys.data(), cols);
+      isa.products(xs.data(), ys.data(), np, prod.data());
+      isa.filter(prod.data(), 5, pd, ph, pw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
+                 moments.data());
+      isa.pixels(moments.data(), no, c1, c2, ssim.data(), cs.data());
+
+      double* out = &sums[item * 3];
+      for (int64_t i = 0; i < no; i += ow) {  // row sums in T, rows added in double
+        T s = 0, q = 0;
+        for (int64_t j = 0; j < ow; ++j) {
+          s += ssim[i + j];
+          q += cs[i + j];
+        }
+        out[0] += s;
+        out[1] += q;
+      }
+      if (map_data != nullptr) {
+        T* dst = map_data + plane * g.map_size();
+        for (int64_t dd = 0; dd < od; ++dd)
+          for (int64_t hh = 0; hh < oh; ++hh)
+            std::copy(&ssim[(dd * oh + hh) * ow], &ssim[(dd * oh + hh) * ow] + ow,
+                      dst + ((od0 + dd) * g.Ho + oh0 + hh) * g.Wo + ow0);
+      }
+      // |x - y| over the input elements this tile owns: those at its output coordinates (shifted by
+      // the padding), and for "valid" the last tiles also own the border past the last output.
+      auto own = [](int64_t o0, int64_t n, int64_t out_total, int64_t in_total, int64_t r, bool last) {
+        const int64_t lo = o0, hi = last ? in_total : std::min(o0 + n, in_total);
+        return std::make_pair(lo + r, hi + r);  // padded coordinates
+      };
+      const bool valid = g.mode == kSsimValid;
+      const auto [pd_lo, pd_hi] = own(od0, od, g.Do, g.D, g.rd, valid && od0 + od == g.Do);
+      const auto [ph_lo, ph_hi] = own(oh0, oh, g.Ho, g.H, g.r, valid && oh0 + oh == g.Ho);
+      const auto [pw_lo, pw_hi] = own(ow0, ow, g.Wo, g.W, g.r, valid && ow0 + ow == g.Wo);
+      double l1 = 0;
+      for (int64_t dd = pd_lo; dd < pd_hi; ++dd)
+        for (int64_t hh = ph_lo; hh < ph_hi; ++hh) {
+          const T* xr = &xs[((dd - od0) * ph + (hh - oh0)) * pw - ow0];
+          const T* yr = &ys[((dd - od0) * ph + (hh - oh0)) * pw - ow0];
+          T s = 0;
+          for (int64_t j = pw_lo; j < pw_hi; ++j) s += std::abs(xr[j] - yr[j]);
+          l1 += s;
+        }
+      out[2] = l1;
+    }
+  });
+
+  if (means != nullptr) {
+    T* m = means->data_ptr<T>();  // (3, B, C): ssim, cs, |x - y| means
+    for (int64_t plane = 0; plane < g.planes(); ++plane) {
+      double acc[3] = {0, 0, 0};
+      for (int64_t t = 0; t < tiles; ++t)
+        for (int q = 0; q < 3; ++q) acc[q] += sums[(plane * tiles + t) * 3 + q];
+      m[plane] = static_cast<T>(acc[0] / g.map_size());
+      m[g.planes() + plane] = static_cast<T>(acc[1] / g.map_size());
+      m[2 * g.planes() + plane] = static_cast<T>(acc[2] / g.image_size());
+    }
+  }
+}
+
+template <typename Fn>
+void dispatch_ssim(const at::Tensor& x, Fn&& fn) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_cpu", [&] {
+    using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+    fn(scalar_t(0), T(0));
+  });
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_cpu(const at::Tensor& x, const at::Tensor& y,
+                                                        const at::Tensor& window, double c1, double c2,
+                                                        int64_t padding) {
+  const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
+  TORCH_CHECK(x.device().is_cpu(), "fastperc: ssim_cpu got a tensor on ", x.device());
+  at::Tensor means = at::empty({3, g.B, g.C}, x.options().dtype(accumulate_type(x.scalar_type())));
+  const at::Tensor w = window.contiguous();
+  dispatch_ssim(x, [&](auto s, auto t) {
+    using scalar_t = decltype(s);
+    using T = decltype(t);
+    ssim_forward_typed<scalar_t, T>(x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), nullptr, &means);
+  });
+  return {means[0], means[1], means[2]};
+}
+
+at::Tensor ssim_map_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, double c1, double c2,
+                        int64_t padding) {
+  const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
+  TORCH_CHECK(x.device().is_cpu(), "fastperc: ssim_map_cpu got a tensor on ", x.device());
+  at::Tensor map = at::empty(ssim_map_shape(g), x.options().dtype(accumulate_type(x.scalar_type())));
+  const at::Tensor w = window.contiguous();
+  dispatch_ssim(x, [&](auto s, auto t) {
+    using scalar_t = decltype(s);
+    using T = decltype(t);
+    ssim_forward_typed<scalar_t, T>(x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), &map, nullptr);
+  });
+  return map;
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastperc, CPU, m) {
+  m.impl("ssim", &ssim_cpu);
+  m.impl("ssim_map", &ssim_map_cpu);
+}
+
+}  // namespace cpu
+}  // namespace fastperc
