@@ -41,7 +41,9 @@ def extension():
     sources = rel("csrc/*.cpp") + rel("csrc/common/*.cpp") + rel("csrc/cpu/*.cpp") + rel("csrc/cpu/isa/*.cpp")
     # -fopenmp on compile and link, or at::parallel_for silently runs on one thread. No -march=native:
     # the SIMD micro-kernels are compiled per ISA (csrc/cpu/isa) and picked at run time.
-    cxx = ["-O3", "-fopenmp", "-Wno-psabi", "-fno-math-errno"]
+    # -ffp-contract=off: GCC contracts a*b+c into FMAs in C++ by default, which breaks exact identities
+    # (SSIM(x, x) == 1, symmetric results); kernels that want FMAs ask for them explicitly.
+    cxx = ["-O3", "-fopenmp", "-Wno-psabi", "-fno-math-errno", "-ffp-contract=off"]
     define_macros = []
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)

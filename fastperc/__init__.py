@@ -8,8 +8,12 @@ from fastperc import _backend
 if _backend.extension_loaded():
     from fastperc import ops as _ops  # noqa: F401  (fake kernels and autograd of torch.ops.fastperc)
 
-from fastperc.functional import gram_matrix, style_loss  # noqa: E402
-from fastperc.nn import StyleLoss  # noqa: E402
+from fastperc.functional import gram_matrix, l1_ssim_loss, ms_ssim, ssim, style_loss  # noqa: E402
+from fastperc.nn import L1SSIMLoss, MSSSIMLoss, SSIMLoss, StyleLoss  # noqa: E402
 from fastperc._info import info  # noqa: E402
 
-__all__ = ["gram_matrix", "style_loss", "StyleLoss", "info", "__version__"]
+__all__ = [
+    "gram_matrix", "style_loss", "StyleLoss",
+    "ssim", "ms_ssim", "l1_ssim_loss", "SSIMLoss", "MSSSIMLoss", "L1SSIMLoss",
+    "info", "__version__",
+]

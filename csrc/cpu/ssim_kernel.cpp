@@ -25,7 +25,7 @@ namespace {
 
 template <typename scalar_t, typename T>
 void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, const SsimGeometry& g,
-                        T c1, T c2, at::Tensor* map, at::Tensor* means) {
+                        T c1, T c2, at::Tensor* map, at::Tensor* means /* [3]: ssim, cs, |x - y| */) {
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g);
   const int64_t nd = ssim_ceil_div(g.Do, tile.td), nh = ssim_ceil_div(g.Ho, tile.th), nw = ssim_ceil_div(g.Wo, tile.tw);
@@ -81,14 +81,14 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       }
       // |x - y| over the input elements this tile owns: those at its output coordinates (shifted by
       // the padding), and for "valid" the last tiles also own the border past the last output.
-      auto own = [](int64_t o0, int64_t n, int64_t out_total, int64_t in_total, int64_t r, bool last) {
-        const int64_t lo = o0, hi = last ? in_total : std::min(o0 + n, in_total);
-        return std::make_pair(lo + r, hi + r);  // padded coordinates
+      auto own = [](int64_t o0, int64_t n, int64_t in_total, int64_t r, bool last) {
+        const int64_t hi = last ? in_total : std::min(o0 + n, in_total);
+        return std::make_pair(o0 + r, hi + r);  // padded coordinates
       };
       const bool valid = g.mode == kSsimValid;
-      const auto [pd_lo, pd_hi] = own(od0, od, g.Do, g.D, g.rd, valid && od0 + od == g.Do);
-      const auto [ph_lo, ph_hi] = own(oh0, oh, g.Ho, g.H, g.r, valid && oh0 + oh == g.Ho);
-      const auto [pw_lo, pw_hi] = own(ow0, ow, g.Wo, g.W, g.r, valid && ow0 + ow == g.Wo);
+      const auto [pd_lo, pd_hi] = own(od0, od, g.D, g.rd, valid && od0 + od == g.Do);
+      const auto [ph_lo, ph_hi] = own(oh0, oh, g.H, g.r, valid && oh0 + oh == g.Ho);
+      const auto [pw_lo, pw_hi] = own(ow0, ow, g.W, g.r, valid && ow0 + ow == g.Wo);
       double l1 = 0;
       for (int64_t dd = pd_lo; dd < pd_hi; ++dd)
         for (int64_t hh = ph_lo; hh < ph_hi; ++hh) {
@@ -103,14 +103,13 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
   });
 
   if (means != nullptr) {
-    T* m = means->data_ptr<T>();  // (3, B, C): ssim, cs, |x - y| means
+    T* out[3] = {means[0].data_ptr<T>(), means[1].data_ptr<T>(), means[2].data_ptr<T>()};
+    const double count[3] = {double(g.map_size()), double(g.map_size()), double(g.image_size())};
     for (int64_t plane = 0; plane < g.planes(); ++plane) {
       double acc[3] = {0, 0, 0};
       for (int64_t t = 0; t < tiles; ++t)
         for (int q = 0; q < 3; ++q) acc[q] += sums[(plane * tiles + t) * 3 + q];
-      m[plane] = static_cast<T>(acc[0] / g.map_size());
-      m[g.planes() + plane] = static_cast<T>(acc[1] / g.map_size());
-      m[2 * g.planes() + plane] = static_cast<T>(acc[2] / g.image_size());
+      for (int q = 0; q < 3; ++q) out[q][plane] = static_cast<T>(acc[q] / count[q]);
     }
   }
 }
@@ -128,12 +127,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_cpu(const at::Tensor& x, con
                                                         int64_t padding) {
   const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
   TORCH_CHECK(x.device().is_cpu(), "fastperc: ssim_cpu got a tensor on ", x.device());
-  at::Tensor means = at::empty({3, g.B, g.C}, x.options().dtype(accumulate_type(x.scalar_type())));
+  const auto options = x.options().dtype(accumulate_type(x.scalar_type()));
+  at::Tensor means[3] = {at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options)};
   const at::Tensor w = window.contiguous();
   dispatch_ssim(x, [&](auto s, auto t) {
     using scalar_t = decltype(s);
     using T = decltype(t);
-    ssim_forward_typed<scalar_t, T>(x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), nullptr, &means);
+    ssim_forward_typed<scalar_t, T>(x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), nullptr, means);
   });
   return {means[0], means[1], means[2]};
 }

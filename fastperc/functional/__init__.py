@@ -1,4 +1,5 @@
 """Functional API: losses and ops on tensors."""
 from fastperc.functional.gram import gram_matrix, style_loss
+from fastperc.functional.ssim import l1_ssim_loss, ms_ssim, ssim
 
-__all__ = ["gram_matrix", "style_loss"]
+__all__ = ["gram_matrix", "style_loss", "ssim", "ms_ssim", "l1_ssim_loss"]

@@ -1,0 +1,190 @@
+"""SSIM kernels vs the pure-PyTorch reference (every padding, 2D and 3D, forward and both gradients),
+and the reference itself vs known values."""
+import pytest
+import torch
+
+import fastperc
+from fastperc import reference
+from fastperc.functional.ssim import window_1d
+from conftest import cpu_isa, num_threads, rel_err, supported_isas
+
+PADS = {"valid": 0, "zero": 1, "reflect": 2}
+C1, C2 = 0.01**2, 0.03**2
+
+
+def pair(shape, dtype=torch.float64, noise=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g, dtype=torch.float64)
+    y = (x + noise * torch.randn(shape, generator=g, dtype=torch.float64)).clamp(0, 1)
+    return x.to(dtype), y.to(dtype)
+
+
+def win(k=11, dtype=torch.float64, kind="gaussian", sigma=1.5):
+    return window_1d(k, sigma, kind, dtype, "cpu")
+
+
+SHAPES = [(2, 3, 40, 37), (1, 1, 11, 11), (1, 4, 64, 300), (3, 1, 12, 19), (1, 2, 13, 15, 17), (2, 1, 11, 12, 30)]
+
+
+@pytest.mark.parametrize("padding", list(PADS))
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_forward_float64(shape, padding):
+    x, y = pair(shape)
+    w = win()
+    got = torch.ops.fastperc.ssim(x, y, w, C1, C2, PADS[padding])
+    exp = reference.ssim(x, y, w, C1, C2, PADS[padding])
+    for a, b in zip(got, exp):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    m = torch.ops.fastperc.ssim_map(x, y, w, C1, C2, PADS[padding])
+    torch.testing.assert_close(m, reference.ssim_map(x, y, w, C1, C2, PADS[padding]), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("padding", list(PADS))
+@pytest.mark.parametrize("shape", [(2, 3, 40, 37), (1, 1, 11, 11), (1, 1, 6, 7), (1, 2, 13, 12, 11)], ids=str)
+def test_backward_float64_both_inputs_all_outputs(shape, padding):
+    k = 5 if min(shape[2:]) < 11 else 11
+    if padding == "valid" and min(shape[2:]) < k:
+        pytest.skip("image smaller than the window: an error for valid (tested in test_ssim_api)")
+    x, y = pair(shape)
+    w = win(k)
+    x.requires_grad_(True)
+    y.requires_grad_(True)
+    g = torch.Generator().manual_seed(1)
+    weights = [torch.randn(shape[:2], generator=g, dtype=torch.float64) for _ in range(3)]
+    out = torch.ops.fastperc.ssim(x, y, w, C1, C2, PADS[padding])
+    got = torch.autograd.grad(sum((o * v).sum() for o, v in zip(out, weights)), (x, y))
+    ref = reference.ssim(x, y, w, C1, C2, PADS[padding])
+    exp = torch.autograd.grad(sum((o * v).sum() for o, v in zip(ref, weights)), (x, y))
+    for a, b in zip(got, exp):
+        assert rel_err(a, b) < 1e-10
+    m = torch.ops.fastperc.ssim_map(x, y, w, C1, C2, PADS[padding])
+    wm = torch.randn(m.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad((m * wm).sum(), (x, y))
+    exp = torch.autograd.grad((reference.ssim_map(x, y, w, C1, C2, PADS[padding]) * wm).sum(), (x, y))
+    for a, b in zip(got, exp):
+        assert rel_err(a, b) < 1e-10
+
+
+@pytest.mark.parametrize("k,kind", [(1, "gaussian"), (3, "gaussian"), (7, "uniform"), (31, "gaussian"), (33, "uniform")])
+def test_window_sizes(k, kind):
+    x, y = pair((1, 2, 70, 41))
+    w = win(k, kind=kind, sigma=k / 5 + 0.1)
+    for padding in PADS.values():
+        got = torch.ops.fastperc.ssim(x, y, w, C1, C2, padding)[0]
+        exp = reference.ssim(x, y, w, C1, C2, padding)[0]
+        torch.testing.assert_close(got, exp, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+def test_low_precision(dtype):
+    # Inputs are rounded to dtype, then everything runs in float32: compared with the float64 result
+    # of the same rounded values. Mean to 1e-6, per pixel to 1e-4, gradients to 1e-4 (float32) or the
+    # dtype's rounding of the gradient (half precision).
+    x, y = pair((2, 3, 48, 50))
+    x, y = x.to(dtype), y.to(dtype)
+    xd, yd = x.double(), y.double()
+    for padding in PADS.values():
+        s = torch.ops.fastperc.ssim(x, y, win(dtype=torch.float32), C1, C2, padding)[0]
+        assert s.dtype == torch.float32
+        assert (s.double() - reference.ssim(xd, yd, win(), C1, C2, padding)[0]).abs().max() < 1e-6
+        m = torch.ops.fastperc.ssim_map(x, y, win(dtype=torch.float32), C1, C2, padding)
+        assert (m.double() - reference.ssim_map(xd, yd, win(), C1, C2, padding)).abs().max() < 1e-4
+    xg = x.clone().requires_grad_(True)
+    fastperc.ssim(xg, y, 1.0).mul(1e4).backward()
+    xr = xd.clone().requires_grad_(True)
+    fastperc.ssim(xr, yd, 1.0).mul(1e4).backward()
+    assert xg.grad.dtype == dtype
+    assert rel_err(xg.grad, xr.grad) < {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype]
+
+
+@pytest.mark.parametrize("isa", supported_isas())
+def test_every_isa(isa):
+    x, y = pair((1, 2, 45, 300))
+    xr = x.clone().requires_grad_(True)
+    with cpu_isa(isa):
+        s = torch.ops.fastperc.ssim(xr, y, win(), C1, C2, 2)[0].sum()
+        (g,) = torch.autograd.grad(s, xr)
+    ref = reference.ssim(xr, y, win(), C1, C2, 2)[0].sum()
+    (gr,) = torch.autograd.grad(ref, xr)
+    torch.testing.assert_close(s, ref, rtol=1e-12, atol=0)
+    assert rel_err(g, gr) < 1e-11
+
+
+def test_one_and_two_threads_identical():
+    x, y = pair((2, 3, 130, 300), dtype=torch.float32)
+    out = []
+    for n in (1, 2):
+        with num_threads(n):
+            xr = x.clone().requires_grad_(True)
+            res = torch.ops.fastperc.ssim(xr, y, win(dtype=torch.float32), C1, C2, 1)
+            (g,) = torch.autograd.grad(res[0].sum() + res[2].sum(), xr)
+            out.append(res + (g, torch.ops.fastperc.ssim_map(x, y, win(dtype=torch.float32), C1, C2, 0)))
+    for a, b in zip(*out):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("layout", ["channels_last", "transposed", "sliced", "expanded"])
+def test_non_contiguous(layout):
+    x, y = pair((2, 3, 40, 44))
+    if layout == "channels_last":
+        a, b = x.contiguous(memory_format=torch.channels_last), y.contiguous(memory_format=torch.channels_last)
+    elif layout == "transposed":
+        a, b = x.transpose(2, 3), y.transpose(2, 3)
+    elif layout == "sliced":
+        a, b = x[:, :, ::2, 1::2], y[:, :, ::2, 1::2]
+    else:
+        a, b = x[:1].expand(3, -1, -1, -1), y[:1].expand(3, -1, -1, -1)
+    for padding in PADS.values():
+        got = torch.ops.fastperc.ssim(a, b, win(), C1, C2, padding)
+        exp = torch.ops.fastperc.ssim(a.contiguous(), b.contiguous(), win(), C1, C2, padding)
+        for p, q in zip(got, exp):
+            torch.testing.assert_close(p, q, rtol=1e-13, atol=0)
+    ar = a.detach().requires_grad_(True)
+    (g,) = torch.autograd.grad(fastperc.ssim(ar, b, 1.0, padding="reflect"), ar)
+    ac = a.contiguous().requires_grad_(True)
+    (gc,) = torch.autograd.grad(fastperc.ssim(ac, b.contiguous(), 1.0, padding="reflect"), ac)
+    torch.testing.assert_close(g, gc, rtol=1e-12, atol=1e-16)
+
+
+# --- the reference itself ---------------------------------------------------------------------
+
+
+def test_identical_images_give_exactly_one():
+    x, _ = pair((2, 3, 32, 32))
+    for padding in PADS:
+        assert fastperc.ssim(x, x, 1.0, padding=padding).item() == 1.0
+        assert reference.ssim(x, x, win(), C1, C2, PADS[padding])[0].eq(1.0).all()
+    assert torch.equal(fastperc.ssim(x, x, 1.0, reduction="map"), torch.ones(2, 3, 22, 22, dtype=torch.float64))
+
+
+def test_hand_computed_small_case():
+    # 3x3 uniform window on 3x3 images, valid: one output pixel, moments by hand.
+    x = torch.tensor([[0.0, 1, 2], [3, 4, 5], [6, 7, 8]], dtype=torch.float64).reshape(1, 1, 3, 3)
+    y = torch.tensor([[1.0, 1, 1], [2, 2, 2], [3, 3, 4]], dtype=torch.float64).reshape(1, 1, 3, 3)
+    mx, my = 4.0, 19 / 9
+    sxx = (x**2).mean().item() - mx**2
+    syy = (y**2).mean().item() - my**2
+    sxy = (x * y).mean().item() - mx * my
+    c1, c2 = (0.01 * 8) ** 2, (0.03 * 8) ** 2
+    expected = (2 * mx * my + c1) * (2 * sxy + c2) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
+    got = fastperc.ssim(x, y, 8.0, win_size=3, window="uniform")
+    assert abs(got.item() - expected) < 1e-14
+    assert abs(reference.ssim(x, y, win(3, kind="uniform"), c1, c2, 0)[0].item() - expected) < 1e-14
+
+
+def test_symmetry():
+    x, y = pair((2, 3, 30, 31))
+    for padding in PADS:
+        a = fastperc.ssim(x, y, 1.0, padding=padding, reduction="map")
+        b = fastperc.ssim(y, x, 1.0, padding=padding, reduction="map")
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-15)
+
+
+def test_constant_images_no_nan():
+    x = torch.full((1, 2, 20, 20), 0.5)
+    y = torch.full((1, 2, 20, 20), 0.25, requires_grad=True)
+    for padding in PADS:
+        s = fastperc.ssim(x, y, 1.0, padding=padding)
+        (g,) = torch.autograd.grad(s, y)
+        assert torch.isfinite(s) and torch.isfinite(g).all()
+    assert fastperc.ssim(x, x, 1.0).item() == 1.0
