@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
     b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
-    b.add_argument("--op", choices=("gram", "style", "all"), default="all")
+    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "all"), default="all")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32")
     b.add_argument("--quick", action="store_true", help="small shapes, short timing (a smoke run)")

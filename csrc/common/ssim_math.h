@@ -26,6 +26,22 @@ FP_HD int64_t ssim_pad_source(int64_t p, int64_t r, int64_t n, int64_t mode) {
   return q;
 }
 
+// The padded coordinates along one dimension whose values are copies of input element q (the inverse
+// of ssim_pad_source): q + r itself, and with reflect padding up to two mirror images. Returns how many.
+FP_HD int ssim_fold_sources(int64_t q, int64_t n, int64_t r, int64_t mode, int64_t out[3]) {
+  if (mode == kSsimValid) {
+    out[0] = q;
+    return 1;
+  }
+  int count = 0;
+  out[count++] = q + r;
+  if (mode == kSsimReflect) {
+    if (q >= 1 && q <= r) out[count++] = r - q;
+    if (q >= n - 1 - r && q <= n - 2) out[count++] = 2 * (n - 1) - q + r;
+  }
+  return count;
+}
+
 template <typename T>
 FP_HD void ssim_pixel(T mx, T my, T exx, T eyy, T exy, T c1, T c2, T& ssim, T& cs) {
   const T sxx_raw = exx - mx * mx, syy_raw = eyy - my * my;

@@ -28,21 +28,6 @@ namespace fastperc {
 namespace cpu {
 namespace {
 
-// Padded coordinates along one dimension whose values are copies of input element q.
-int ssim_fold_sources(int64_t q, int64_t n, int64_t r, int64_t mode, int64_t out[3]) {
-  if (mode == kSsimValid) {
-    out[0] = q;
-    return 1;
-  }
-  int count = 0;
-  out[count++] = q + r;
-  if (mode == kSsimReflect) {
-    if (q >= 1 && q <= r) out[count++] = r - q;
-    if (q >= n - 1 - r && q <= n - 2) out[count++] = 2 * (n - 1) - q + r;
-  }
-  return count;
-}
-
 // Strided element of a per-pixel weight tensor at plane (b, c) and spatial (d, h, w).
 template <typename T>
 struct Weights {

@@ -1,0 +1,143 @@
+#pragma once
+// Separable passes of the CUDA SSIM kernels, shared by the forward (ssim_kernel.cu) and the backward
+// (ssim_backward_kernel.cu). Each pass is a grid-stride kernel over its output with 64-bit indexing;
+// intermediates live in global memory as [5 moments][plane][D][H][W]. The per-pixel math and the
+// padding maps are the ones the CPU kernels use (common/ssim_math.h).
+//
+// Status: compiled and linked in CI; not yet run on a GPU (no GPU was available to this project so
+// far). This separable, unfused design is the correct-first version; a shared-memory fused version is
+// the next step once it can be measured.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
+
+#include "common/ssim_checks.h"
+#include "common/ssim_math.h"
+
+namespace fastperc {
+namespace cuda {
+namespace ssim_detail {
+
+constexpr int kThreads = 256;
+
+inline unsigned grid_for(int64_t n) {
+  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)));
+}
+
+#define FASTPERC_GRID_LOOP(i, n) \
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
+
+// Element strides of x: batch, channel, depth (0 for 2D), height, width.
+struct Strides {
+  int64_t b, c, d, h, w;
+};
+
+inline Strides strides_of(const at::Tensor& t) {
+  if (t.dim() == 5) return {t.stride(0), t.stride(1), t.stride(2), t.stride(3), t.stride(4)};
+  return {t.stride(0), t.stride(1), 0, t.stride(2), t.stride(3)};
+}
+
+// The sizes the device code needs (SsimGeometry's methods are host-only).
+struct Dims {
+  int64_t C, D, H, W, k, kd, r, rd, Dp, Hp, Wp, Do, Ho, Wo, mode;
+};
+
+inline Dims dims_of(const SsimGeometry& g) {
+  return {g.C, g.D, g.H, g.W, g.k, g.kd, g.r, g.rd, g.Dp, g.Hp, g.Wp, g.Do, g.Ho, g.Wo, g.mode};
+}
+
+// out[s][plane][pd][ph][ow] = sum_t w[t] stat_s(padded (pd, ph, ow + t)) for stats x, y, x^2, y^2, xy,
+// reading x and y through the padding; n = planes * Dp * Hp * Wo.
+template <typename scalar_t, typename T>
+__global__ void moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides st, Dims g,
+                                const T* __restrict__ w, int64_t n, T* __restrict__ out) {
+  FASTPERC_GRID_LOOP(i, n) {
+    const int64_t ow = i % g.Wo, ph = (i / g.Wo) % g.Hp, pd = (i / (g.Wo * g.Hp)) % g.Dp;
+    const int64_t plane = i / (g.Wo * g.Hp * g.Dp);
+    const int64_t sd = ssim_pad_source(pd, g.rd, g.D, g.mode), sh = ssim_pad_source(ph, g.r, g.H, g.mode);
+    T a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+    if (sd >= 0 && sh >= 0) {
+      const int64_t base = (plane / g.C) * st.b + (plane % g.C) * st.c + sd * st.d + sh * st.h;
+      for (int64_t t = 0; t < g.k; ++t) {
+        const int64_t sw = ssim_pad_source(ow + t, g.r, g.W, g.mode);
+        if (sw < 0) continue;
+        const T xv = static_cast<T>(x[base + sw * st.w]), yv = static_cast<T>(y[base + sw * st.w]), wt = w[t];
+        a0 += wt * xv;
+        a1 += wt * yv;
+        a2 += wt * xv * xv;
+        a3 += wt * yv * yv;
+        a4 += wt * xv * yv;
+      }
+    }
+    out[i] = a0;
+    out[n + i] = a1;
+    out[2 * n + i] = a2;
+    out[3 * n + i] = a3;
+    out[4 * n + i] = a4;
+  }
+}
+
+// Valid correlation along the middle axis of [outer][len][inner]: output [outer][len - k + 1][inner].
+template <typename T>
+__global__ void correlate_axis(const T* __restrict__ in, int64_t outer, int64_t len, int64_t inner,
+                               const T* __restrict__ w, int64_t k, T* __restrict__ out) {
+  const int64_t out_len = len - k + 1;
+  const int64_t n = outer * out_len * inner;
+  FASTPERC_GRID_LOOP(i, n) {
+    const int64_t j = i % inner, o = (i / inner) % out_len, p = i / (inner * out_len);
+    const T* src = in + (p * len + o) * inner + j;
+    T acc = 0;
+    for (int64_t t = 0; t < k; ++t) acc += w[t] * src[t * inner];
+    out[i] = acc;
+  }
+}
+
+// Adjoint of correlate_axis: [outer][len][inner] -> [outer][len + k - 1][inner],
+// out[q] = sum_t w[t] in[q - t] over 0 <= q - t < len.
+template <typename T>
+__global__ void correlate_axis_adjoint(const T* __restrict__ in, int64_t outer, int64_t len, int64_t inner,
+                                       const T* __restrict__ w, int64_t k, T* __restrict__ out) {
+  const int64_t out_len = len + k - 1;
+  const int64_t n = outer * out_len * inner;
+  FASTPERC_GRID_LOOP(i, n) {
+    const int64_t j = i % inner, q = (i / inner) % out_len, p = i / (inner * out_len);
+    T acc = 0;
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t o = q - t;
+      if (o >= 0 && o < len) acc += w[t] * in[(p * len + o) * inner + j];
+    }
+    out[i] = acc;
+  }
+}
+
+// The five window moments of every SSIM-map pixel: [5][planes][Do][Ho][Wo] in acc type.
+template <typename scalar_t, typename T>
+at::Tensor window_moments(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, const SsimGeometry& geo,
+                          cudaStream_t stream) {
+  const Dims g = dims_of(geo);
+  const int64_t planes = geo.planes();
+  const auto opts = x.options().dtype(window.scalar_type());
+  const T* w = window.const_data_ptr<T>();
+  const int64_t n_w = planes * g.Dp * g.Hp * g.Wo;
+  at::Tensor along_w = at::empty({5 * n_w}, opts);
+  moments_along_w<scalar_t, T><<<grid_for(n_w), kThreads, 0, stream>>>(
+      x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), g, w, n_w, along_w.data_ptr<T>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  at::Tensor along_h = at::empty({5 * planes * g.Dp * g.Ho * g.Wo}, opts);
+  correlate_axis<T><<<grid_for(along_h.numel()), kThreads, 0, stream>>>(
+      along_w.const_data_ptr<T>(), 5 * planes * g.Dp, g.Hp, g.Wo, w, g.k, along_h.data_ptr<T>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  if (g.kd == 1) return along_h;
+  at::Tensor along_d = at::empty({5 * planes * g.Do * g.Ho * g.Wo}, opts);
+  correlate_axis<T><<<grid_for(along_d.numel()), kThreads, 0, stream>>>(
+      along_h.const_data_ptr<T>(), 5 * planes, g.Dp, g.Ho * g.Wo, w, g.kd, along_d.data_ptr<T>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return along_d;
+}
+
+}  // namespace ssim_detail
+}  // namespace cuda
+}  // namespace fastperc
