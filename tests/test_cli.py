@@ -58,3 +58,17 @@ def test_bench_rejects_missing_cuda_and_bad_op():
         assert out.returncode == 2 and "no CUDA device" in out.stderr
     out = run_cli("bench", "--op", "conv")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_bench_quick_ssim_against_peers(tmp_path):
+    path = tmp_path / "ssim.json"
+    out = run_cli("bench", "--quick", "--op", "ssim", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(path.read_text())["rows"]
+    impls = {r["impl"] for r in rows}
+    assert {"fastperc", "reference"} <= impls
+    for r in rows:
+        assert r["mpx_s"] > 0 and r["err"] < 1e-4, r
+        if r["impl"] == "fastperc":
+            assert r["fastperc_speedup"] == 1.0
+    assert "speedup over the fastest peer" in out.stdout

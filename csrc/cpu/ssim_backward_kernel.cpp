@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -53,7 +54,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
                                                        const at::Tensor& y, const at::Tensor& window,
                                                        const SsimGeometry& g, T c1, T c2) {
   const SsimTile<T> isa = active_ssim_tile<T>();
-  const SsimTiling tile = ssim_tiling(g);
+  const SsimTiling tile = ssim_tiling(g, /*backward=*/true);
   const int64_t nd = ssim_ceil_div(g.Dp, tile.td), nh = ssim_ceil_div(g.Hp, tile.th), nw = ssim_ceil_div(g.Wp, tile.tw);
   const int64_t tiles = nd * nh * nw;
   const T* w_data = window.const_data_ptr<T>();
@@ -64,8 +65,9 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   const scalar_t* y_data = y.const_data_ptr<scalar_t>();
   const Weights<T> gs(grad_ssim), gc(grad_cs), gl(grad_l1);
   const int64_t padded_size = g.Dp * g.Hp * g.Wp;
-  std::vector<T> padded_grad(static_cast<size_t>(2 * g.planes() * padded_size));
-  T* px = padded_grad.data();
+  // Every padded element is written by exactly one tile: no zero fill needed.
+  std::unique_ptr<T[]> padded_grad(new T[static_cast<size_t>(2 * g.planes() * padded_size)]);
+  T* px = padded_grad.get();
   T* py = px + g.planes() * padded_size;
 
   at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
