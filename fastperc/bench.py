@@ -5,8 +5,9 @@ Columns: median time; a rate (dense-equivalent GFLOP/s for the Gram ops: 2BC^2N 
 forward+backward, whatever the implementation does; megapixels/s = B*C*H*W per second for SSIM);
 %peak (Gram ops: that rate over a square torch.mm measured in the same run); "fastperc speedup": this
 row's time over fastperc's (how many times faster fastperc is); err: the largest deviation from a
-float64 reference of the row's own convention, relative to that reference's largest entry (the value
-for forward, the gradient of x for forward+backward).
+float64 reference of the row's own convention on the same inputs (rounded to the benchmarked dtype),
+relative to that reference's largest entry (the value for forward, the gradient of x for
+forward+backward).
 Peers are optional (pip install fastperc[peers]); rows of missing peers are skipped with a note.
 """
 from __future__ import annotations
@@ -158,9 +159,9 @@ class Case:
     truth: Optional[Callable[[], torch.Tensor]] = field(default=None, repr=False)
 
 
-def _gram_case(op, mode, shape, impl, device, dtype, seed=0):
+def _gram_case(op, mode, shape, impl, device, dtype, rounded_to, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(device=device, dtype=dtype)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64).to(rounded_to).to(device=device, dtype=dtype)
     c = shape[1]
     grad_out = torch.randn((shape[0], c, c), generator=gen, dtype=torch.float64).to(device=device)
     target = gram_matrix(torch.randn((1,) + tuple(shape[1:]), generator=gen).to(device=device, dtype=dtype))
@@ -182,11 +183,11 @@ def _gram_case(op, mode, shape, impl, device, dtype, seed=0):
     return forward_backward
 
 
-def _image_case(op, mode, shape, fn, device, dtype, seed=0):
+def _image_case(op, mode, shape, fn, device, dtype, rounded_to, seed=0):
     gen = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=gen, dtype=torch.float64)
     y = (x + 0.05 * torch.randn(shape, generator=gen, dtype=torch.float64)).clamp(0, 1)
-    x, y = x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
+    x, y = (t.to(rounded_to).to(device=device, dtype=dtype) for t in (x, y))
     if mode == "fwd":
         return lambda: fn(x, y)
     leaf = x.detach().requires_grad_(True)
@@ -200,19 +201,20 @@ def _image_case(op, mode, shape, fn, device, dtype, seed=0):
 
 
 def cases(op: str, mode: str, shape: tuple, device: str, dtype=torch.float32):
-    """Every implementation of (op, mode, shape) that can run here, each with its float64 truth."""
+    """Every implementation of (op, mode, shape) that can run here, each with its truth: the float64
+    reference on the same inputs (rounded to dtype), so err measures the computation alone."""
     out = []
     if op in GRAM_OPS:
-        truth = _gram_case(op, mode, shape, "reference", device, torch.float64)
+        truth = _gram_case(op, mode, shape, "reference", device, torch.float64, dtype)
         for impl in GRAM_IMPLS[op]:
-            out.append(Case(op, mode, shape, impl, _gram_case(op, mode, shape, impl, device, dtype), truth))
+            out.append(Case(op, mode, shape, impl, _gram_case(op, mode, shape, impl, device, dtype, dtype), truth))
         return out
     for impl, (preset, fn) in IMAGE_IMPLS[op]().items():
         if impl == "skimage" and (mode != "fwd" or device != "cpu"):
             continue
         fn = fn or _reference_call(op, preset)
-        truth = _image_case(op, mode, shape, _reference_call(op, preset), device, torch.float64)
-        out.append(Case(op, mode, shape, impl, _image_case(op, mode, shape, fn, device, dtype), truth))
+        truth = _image_case(op, mode, shape, _reference_call(op, preset), device, torch.float64, dtype)
+        out.append(Case(op, mode, shape, impl, _image_case(op, mode, shape, fn, device, dtype, dtype), truth))
     return out
 
 

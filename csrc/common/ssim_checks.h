@@ -2,6 +2,9 @@
 // Input checks and geometry of the SSIM ops, shared by every device.
 #include <ATen/core/Tensor.h>
 
+#include <optional>
+#include <vector>
+
 #include "common/checks.h"
 #include "common/ssim_math.h"
 
@@ -83,6 +86,25 @@ inline void check_ssim_grad(const at::Tensor& grad, const at::Tensor& x, at::Int
 inline std::vector<int64_t> ssim_map_shape(const SsimGeometry& g) {
   if (g.volumetric) return {g.B, g.C, g.Do, g.Ho, g.Wo};
   return {g.B, g.C, g.Ho, g.Wo};
+}
+
+// The checked arguments of ssim_backward: its geometry and the optional weights (undefined if absent).
+struct SsimBackwardArgs {
+  SsimGeometry g;
+  at::Tensor grad_cs, grad_l1;
+};
+
+inline SsimBackwardArgs check_ssim_backward_inputs(const at::Tensor& grad_ssim, const std::optional<at::Tensor>& grad_cs,
+                                                   const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
+                                                   const at::Tensor& y, const at::Tensor& window, double c1, double c2,
+                                                   int64_t padding) {
+  SsimBackwardArgs a{check_ssim_inputs(x, y, window, c1, c2, padding), grad_cs.value_or(at::Tensor()),
+                     grad_l1.value_or(at::Tensor())};
+  const auto map_shape = ssim_map_shape(a.g);
+  check_ssim_grad(grad_ssim, x, map_shape, "grad_ssim");
+  if (a.grad_cs.defined()) check_ssim_grad(a.grad_cs, x, map_shape, "grad_cs");
+  if (a.grad_l1.defined()) check_ssim_grad(a.grad_l1, x, x.sizes(), "grad_l1");
+  return a;
 }
 
 }  // namespace fastperc

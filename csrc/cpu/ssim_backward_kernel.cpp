@@ -46,7 +46,33 @@ struct Weights {
   T at(int64_t b, int64_t c, int64_t d, int64_t h, int64_t w) const {
     return data[b * sb + c * sc + d * sd + h * sh + w * sw];
   }
+  // The mean reductions pass (B, C) values expanded over the map: one value per plane.
+  bool per_plane() const { return sd == 0 && sh == 0 && sw == 0; }
 };
+
+// Fills the upstream weights of the outputs [od0, od0 + od) x ... of one plane, zero outside the map.
+template <typename T>
+void gather_weights(const Weights<T>& wt, const SsimGeometry& g, int64_t b, int64_t c, int64_t od0, int64_t od,
+                    int64_t oh0, int64_t oh, int64_t ow0, int64_t ow, T* out) {
+  const int64_t w_lo = std::clamp<int64_t>(-ow0, 0, ow), w_hi = std::clamp<int64_t>(g.Wo - ow0, w_lo, ow);
+  const T plane_value = wt.per_plane() ? wt.at(b, c, 0, 0, 0) : T(0);
+  for (int64_t dd = 0; dd < od; ++dd)
+    for (int64_t hh = 0; hh < oh; ++hh) {
+      T* row = out + (dd * oh + hh) * ow;
+      const int64_t o_d = od0 + dd, o_h = oh0 + hh;
+      if (o_d < 0 || o_d >= g.Do || o_h < 0 || o_h >= g.Ho) {
+        std::fill(row, row + ow, T(0));
+        continue;
+      }
+      std::fill(row, row + w_lo, T(0));
+      if (wt.per_plane()) {
+        std::fill(row + w_lo, row + w_hi, plane_value);
+      } else {
+        for (int64_t ww = w_lo; ww < w_hi; ++ww) row[ww] = wt.at(b, c, o_d, o_h, ow0 + ww);
+      }
+      std::fill(row + w_hi, row + ow, T(0));
+    }
+}
 
 template <typename scalar_t, typename T>
 std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ssim, const at::Tensor& grad_cs,
@@ -98,16 +124,11 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       isa.filter(prod.data(), 5, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
                  moments.data());
       // Upstream weights of the outputs; zero for the halo outside the SSIM map.
-      if (gc.data != nullptr) wgc.resize(no);
-      for (int64_t dd = 0; dd < od; ++dd)
-        for (int64_t hh = 0; hh < oh; ++hh)
-          for (int64_t ww = 0; ww < ow; ++ww) {
-            const int64_t o_d = od0 + dd, o_h = oh0 + hh, o_w = ow0 + ww;
-            const bool inside = o_d >= 0 && o_d < g.Do && o_h >= 0 && o_h < g.Ho && o_w >= 0 && o_w < g.Wo;
-            const int64_t i = (dd * oh + hh) * ow + ww;
-            wgs[i] = inside ? gs.at(b, c, o_d, o_h, o_w) : T(0);
-            if (gc.data != nullptr) wgc[i] = inside ? gc.at(b, c, o_d, o_h, o_w) : T(0);
-          }
+      gather_weights(gs, g, b, c, od0, od, oh0, oh, ow0, ow, wgs.data());
+      if (gc.data != nullptr) {
+        wgc.resize(no);
+        gather_weights(gc, g, b, c, od0, od, oh0, oh, ow0, ow, wgc.data());
+      }
       isa.pixel_grads(moments.data(), no, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmom.data());
       isa.filter(dmom.data(), 5, od, oh, ow, w_flip.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
                  scratch.data(), adj.data());
@@ -145,8 +166,11 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int nsh = ssim_fold_sources(h, g.H, g.r, g.mode, sh);
       const scalar_t* xr = x_data + b * x.stride(0) + c * x.stride(1) + d * st[0] + h * st[1];
       const scalar_t* yr = y_data + b * y.stride(0) + c * y.stride(1) + d * st[0] + h * st[1];
-      for (int64_t wq = 0; wq < g.W; ++wq) {
-        const int nsw = ssim_fold_sources(wq, g.W, g.r, g.mode, sw);
+      // Columns with a single padded source (all of them but reflect's mirrored borders) take a plain
+      // loop; the others gather their mirror images too.
+      const int64_t single_lo = g.mode == kSsimReflect ? std::min(g.W, g.r + 1) : 0;
+      const int64_t single_hi = g.mode == kSsimReflect ? std::max(single_lo, g.W - 1 - g.r) : g.W;
+      auto column = [&](int64_t wq, int nsw, const int64_t* sw) {
         T ax = 0, ay = 0;
         for (int i = 0; i < nsd; ++i)
           for (int j = 0; j < nsh; ++j)
@@ -163,6 +187,21 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
         }
         gx[row * g.W + wq] = static_cast<scalar_t>(ax);
         gy[row * g.W + wq] = static_cast<scalar_t>(ay);
+      };
+      for (int64_t wq = 0; wq < g.W; ++wq) {
+        if (wq == single_lo && single_lo < single_hi && nsd == 1 && nsh == 1 && gl.data == nullptr) {
+          const int64_t shift = g.mode == kSsimValid ? 0 : g.r;
+          const T* pxr = px + plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;
+          const T* pyr = py + plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;
+          for (int64_t q = single_lo; q < single_hi; ++q) {
+            gx[row * g.W + q] = static_cast<scalar_t>(pxr[q]);
+            gy[row * g.W + q] = static_cast<scalar_t>(pyr[q]);
+          }
+          wq = single_hi - 1;
+          continue;
+        }
+        const int nsw = ssim_fold_sources(wq, g.W, g.r, g.mode, sw);
+        column(wq, nsw, sw);
       }
     }
   });
@@ -173,19 +212,14 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_ssim
                                                      const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
                                                      const at::Tensor& y, const at::Tensor& window, double c1,
                                                      double c2, int64_t padding) {
-  const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
+  const SsimBackwardArgs a = check_ssim_backward_inputs(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding);
   TORCH_CHECK(x.device().is_cpu(), "fastperc: ssim_backward_cpu got a tensor on ", x.device());
-  const auto map_shape = ssim_map_shape(g);
-  check_ssim_grad(grad_ssim, x, map_shape, "grad_ssim");
-  const at::Tensor gc = grad_cs.has_value() ? *grad_cs : at::Tensor();
-  const at::Tensor gl = grad_l1.has_value() ? *grad_l1 : at::Tensor();
-  if (gc.defined()) check_ssim_grad(gc, x, map_shape, "grad_cs");
-  if (gl.defined()) check_ssim_grad(gl, x, x.sizes(), "grad_l1");
   const at::Tensor w = window.contiguous();
   std::tuple<at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cpu", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    out = ssim_backward_typed<scalar_t, T>(grad_ssim, gc, gl, x, y, w, g, static_cast<T>(c1), static_cast<T>(c2));
+    out = ssim_backward_typed<scalar_t, T>(grad_ssim, a.grad_cs, a.grad_l1, x, y, w, a.g, static_cast<T>(c1),
+                                           static_cast<T>(c2));
   });
   return out;
 }

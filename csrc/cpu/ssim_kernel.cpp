@@ -63,15 +63,8 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       isa.pixels(moments.data(), no, c1, c2, ssim.data(), cs.data());
 
       double* out = &sums[item * 3];
-      for (int64_t i = 0; i < no; i += ow) {  // row sums in T, rows added in double
-        T s = 0, q = 0;
-        for (int64_t j = 0; j < ow; ++j) {
-          s += ssim[i + j];
-          q += cs[i + j];
-        }
-        out[0] += s;
-        out[1] += q;
-      }
+      out[0] = lane_sum<T>(no, [&](int64_t i) { return ssim[i]; });
+      out[1] = lane_sum<T>(no, [&](int64_t i) { return cs[i]; });
       if (map_data != nullptr) {
         T* dst = map_data + plane * g.map_size();
         for (int64_t dd = 0; dd < od; ++dd)
@@ -92,11 +85,9 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       double l1 = 0;
       for (int64_t dd = pd_lo; dd < pd_hi; ++dd)
         for (int64_t hh = ph_lo; hh < ph_hi; ++hh) {
-          const T* xr = &xs[((dd - od0) * ph + (hh - oh0)) * pw - ow0];
-          const T* yr = &ys[((dd - od0) * ph + (hh - oh0)) * pw - ow0];
-          T s = 0;
-          for (int64_t j = pw_lo; j < pw_hi; ++j) s += std::abs(xr[j] - yr[j]);
-          l1 += s;
+          const T* xr = &xs[((dd - od0) * ph + (hh - oh0)) * pw + pw_lo - ow0];
+          const T* yr = &ys[((dd - od0) * ph + (hh - oh0)) * pw + pw_lo - ow0];
+          l1 += lane_sum<T>(pw_hi - pw_lo, [&](int64_t j) { return std::abs(xr[j] - yr[j]); });
         }
       out[2] = l1;
     }

@@ -137,20 +137,15 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad_ssi
                                                       const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
                                                       const at::Tensor& y, const at::Tensor& window, double c1,
                                                       double c2, int64_t padding) {
-  const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
+  const SsimBackwardArgs a = check_ssim_backward_inputs(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding);
   TORCH_CHECK(x.is_cuda(), "fastperc: the CUDA ssim_backward kernel got a tensor on ", x.device());
-  const auto map_shape = ssim_map_shape(g);
-  check_ssim_grad(grad_ssim, x, map_shape, "grad_ssim");
-  const at::Tensor gc = grad_cs.has_value() ? *grad_cs : at::Tensor();
-  const at::Tensor gl = grad_l1.has_value() ? *grad_l1 : at::Tensor();
-  if (gc.defined()) check_ssim_grad(gc, x, map_shape, "grad_cs");
-  if (gl.defined()) check_ssim_grad(gl, x, x.sizes(), "grad_l1");
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor w = window.contiguous();
   std::tuple<at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cuda", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    out = backward_typed<scalar_t, T>(grad_ssim, gc, gl, x, y, w, g, static_cast<T>(c1), static_cast<T>(c2));
+    out = backward_typed<scalar_t, T>(grad_ssim, a.grad_cs, a.grad_l1, x, y, w, a.g, static_cast<T>(c1),
+                                      static_cast<T>(c2));
   });
   return out;
 }

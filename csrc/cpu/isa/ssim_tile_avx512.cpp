@@ -9,7 +9,6 @@
 namespace fastperc {
 namespace cpu {
 
-#define FASTPERC_HAS_FMA 1
 #include "cpu/isa/ssim_tile_body.inc"
 
 SsimTile<float> ssim_tile_f32_avx512() { return make_ssim_tile<float>(); }

@@ -8,7 +8,6 @@
 namespace fastperc {
 namespace cpu {
 
-#define FASTPERC_HAS_FMA 0
 #include "cpu/isa/ssim_tile_body.inc"
 
 SsimTile<float> ssim_tile_f32_generic() { return make_ssim_tile<float>(); }
