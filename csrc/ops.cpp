@@ -23,4 +23,19 @@ TORCH_LIBRARY(fastperc, m) {
   // weights shaped like the map (grad_ssim, grad_cs) and like x (grad_l1), any strides.
   m.def("ssim_backward(Tensor grad_ssim, Tensor? grad_cs, Tensor? grad_l1, Tensor x, Tensor y, Tensor window, "
         "float c1, float c2, int padding) -> (Tensor, Tensor)");
+
+  // Sparse convolution. Sites are int32 (N, 4) = (batch, x, y, z), each component in [0, 65535];
+  // kernel offset k = (kx * Ky + ky) * Kz + kz. For output site o and offset k a convolution reads the
+  // input site o * stride - padding + k * dilation (transposed: o = i * stride - padding + k * dilation).
+  // The kernel map (K, N_out) int64 holds that input's row, or -1.
+  m.def("sparse_kernel_map(Tensor in_coords, Tensor out_coords, int[] kernel_size, int[] stride, int[] padding, "
+        "int[] dilation, bool transposed) -> Tensor");
+  // The output sites of a regular (or transposed) convolution: every site of the dense output grid
+  // (spatial_shape is the input grid) whose window holds an input site, sorted by (batch, x, y, z).
+  m.def("sparse_out_coords(Tensor in_coords, int[] kernel_size, int[] stride, int[] padding, int[] dilation, "
+        "int[] spatial_shape, bool transposed) -> Tensor");
+  // out[j] = sum_k feats[kmap[k, j]] @ weight[k]: (N_out, C_out).
+  m.def("sparse_conv(Tensor feats, Tensor weight, Tensor kmap) -> Tensor");
+  // (grad_feats, grad_weight) of sparse_conv.
+  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap) -> (Tensor, Tensor)");
 }

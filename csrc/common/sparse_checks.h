@@ -1,0 +1,52 @@
+#pragma once
+// Checks and key packing of the sparse convolution ops, shared by every device.
+#include <ATen/core/Tensor.h>
+
+#include <vector>
+
+#include "common/checks.h"
+
+namespace fastperc {
+
+// Sites are (batch, x, y, z) with each component in [0, 65535], packed into one int64 key.
+constexpr int64_t kSparseKeyLimit = int64_t{1} << 16;
+
+inline int64_t sparse_key(int64_t b, int64_t x, int64_t y, int64_t z) {
+  return (((b << 16) | x) << 16 | y) << 16 | z;
+}
+
+inline void check_sparse_coords(const at::Tensor& coords, const char* name) {
+  TORCH_CHECK(coords.defined() && coords.dim() == 2 && coords.size(1) == 4, "fastperc: ", name,
+              " must be (N, 4) int32 (batch, x, y, z), got ", coords.defined() ? coords.sizes() : at::IntArrayRef{});
+  TORCH_CHECK(coords.scalar_type() == at::kInt, "fastperc: ", name, " must be int32, got ", coords.scalar_type());
+}
+
+// (K, Cin, Cout) weights and (N, Cin) features of the same float dtype and device.
+inline void check_sparse_features(const at::Tensor& feats, const at::Tensor& weight) {
+  TORCH_CHECK(feats.dim() == 2, "fastperc: feats must be (N, C_in), got ", feats.sizes());
+  TORCH_CHECK(weight.dim() == 3, "fastperc: weight must be (K, C_in, C_out), got ", weight.sizes());
+  TORCH_CHECK(weight.size(1) == feats.size(1), "fastperc: weight has C_in = ", weight.size(1), " but feats have ",
+              feats.size(1), " channels");
+  TORCH_CHECK(feats.scalar_type() == weight.scalar_type(), "fastperc: feats (", feats.scalar_type(),
+              ") and weight (", weight.scalar_type(), ") must have the same dtype");
+  TORCH_CHECK(feats.scalar_type() == at::kFloat || feats.scalar_type() == at::kDouble,
+              "fastperc: sparse convolution on this device takes float32 or float64, got ", feats.scalar_type());
+  TORCH_CHECK(feats.device() == weight.device(), "fastperc: feats and weight are on different devices");
+  TORCH_CHECK(weight.size(2) > 0 && weight.size(1) > 0, "fastperc: weight must have C_in, C_out > 0");
+}
+
+inline void check_kernel_map(const at::Tensor& kmap, int64_t kernel_volume, const at::Tensor& like) {
+  TORCH_CHECK(kmap.dim() == 2 && kmap.size(0) == kernel_volume, "fastperc: kernel map must be (K = ",
+              kernel_volume, ", N_out), got ", kmap.sizes());
+  TORCH_CHECK(kmap.scalar_type() == at::kLong, "fastperc: kernel map must be int64, got ", kmap.scalar_type());
+  TORCH_CHECK(kmap.device() == like.device(), "fastperc: kernel map is on ", kmap.device(), " but feats on ",
+              like.device());
+}
+
+inline std::vector<int64_t> check_triple(at::IntArrayRef v, const char* name, int64_t min_value) {
+  TORCH_CHECK(v.size() == 3, "fastperc: ", name, " must have 3 entries, got ", v.size());
+  for (int64_t e : v) TORCH_CHECK(e >= min_value, "fastperc: ", name, " entries must be >= ", min_value, ", got ", v);
+  return {v[0], v[1], v[2]};
+}
+
+}  // namespace fastperc
