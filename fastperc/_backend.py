@@ -10,7 +10,10 @@ import warnings
 
 import torch
 
-OPS = ("gram", "gram_backward", "style_loss", "ssim", "ssim_map", "ssim_backward")
+OPS = ("gram", "gram_backward", "style_loss", "ssim", "ssim_map", "ssim_backward",
+       "sparse_kernel_map", "sparse_out_coords", "sparse_conv", "sparse_conv_backward")
+# Ops whose CUDA kernels are not written yet: on CUDA tensors they run the (device-agnostic) reference.
+CPU_ONLY_OPS = ("sparse_kernel_map", "sparse_out_coords", "sparse_conv", "sparse_conv_backward")
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}
 
 _C = None

@@ -157,3 +157,40 @@ def _ssim_map_backward(ctx, grad_map):
 
 
 register_autograd("fastperc::ssim_map", _ssim_map_backward, setup_context=_ssim_setup)
+
+
+@register_fake("fastperc::sparse_kernel_map")
+def _sparse_kernel_map_fake(in_coords, out_coords, kernel_size, stride, padding, dilation, transposed):
+    volume = kernel_size[0] * kernel_size[1] * kernel_size[2]
+    return in_coords.new_empty((volume, out_coords.shape[0]), dtype=torch.int64)
+
+
+@register_fake("fastperc::sparse_out_coords")
+def _sparse_out_coords_fake(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed):
+    # The number of output sites depends on the data.
+    count = torch.library.get_ctx().new_dynamic_size()
+    return in_coords.new_empty((count, 4))
+
+
+@register_fake("fastperc::sparse_conv")
+def _sparse_conv_fake(feats, weight, kmap):
+    return feats.new_empty((kmap.shape[1], weight.shape[2]))
+
+
+@register_fake("fastperc::sparse_conv_backward")
+def _sparse_conv_backward_fake(grad_out, feats, weight, kmap):
+    return feats.new_empty(feats.shape), weight.new_empty(weight.shape)
+
+
+def _sparse_conv_setup(ctx, inputs, output):
+    feats, weight, kmap = inputs
+    ctx.save_for_backward(feats, weight, kmap)
+
+
+def _sparse_conv_backward(ctx, grad_out):
+    feats, weight, kmap = ctx.saved_tensors
+    grad_feats, grad_weight = torch.ops.fastperc.sparse_conv_backward(grad_out.contiguous(), feats, weight, kmap)
+    return (grad_feats if ctx.needs_input_grad[0] else None, grad_weight if ctx.needs_input_grad[1] else None, None)
+
+
+register_autograd("fastperc::sparse_conv", _sparse_conv_backward, setup_context=_sparse_conv_setup)

@@ -27,7 +27,10 @@ def test_every_schema_has_a_kernel_file_per_device():
         assert f'm.def("{op}(' in schemas
         for device in ("cpu", "cuda"):
             sources = " ".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "csrc", device, "*.c*")))
-            assert f'm.impl("{op}"' in sources, (op, device)
+            has_impl = f'm.impl("{op}"' in sources
+            # CPU_ONLY_OPS must list exactly the ops without a CUDA kernel (they run the reference there).
+            expected = not (device == "cuda" and op in _backend.CPU_ONLY_OPS)
+            assert has_impl == expected, (op, device)
 
 
 @pytest.mark.skipif(torch.version.cuda is None, reason="CPU build of torch: covered by the nvcc compile test")
@@ -36,7 +39,7 @@ def test_cuda_kernels_compiled_and_registered():
     assert info["cuda"], "torch is a CUDA build but fastperc._C was built without CUDA kernels"
     assert info["cuda_archs"]
     for op in _backend.OPS:
-        assert _backend.KERNELS[(op, "cuda")], op
+        assert _backend.KERNELS[(op, "cuda")] == (op not in _backend.CPU_ONLY_OPS), op
 
 
 @pytest.mark.skipif(torch.version.cuda is not None, reason="CUDA torch: the full build compiled the .cu files")

@@ -70,3 +70,27 @@ def conv(feats: torch.Tensor, weight: torch.Tensor, kmap: torch.Tensor) -> torch
             rows = torch.nonzero(sel).squeeze(1)
             out.index_add_(0, rows, feats[kmap[k, rows]] @ weight[k])
     return out
+
+
+def out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed=False):
+    """Sorted unique output sites reached by the input sites (see csrc/ops.cpp sparse_out_coords)."""
+    from fastperc.sparse.functional import output_grid
+
+    grid = torch.tensor(output_grid(spatial_shape, kernel_size, stride, padding, dilation, transposed),
+                        device=in_coords.device)
+    c = in_coords.to(torch.int64)
+    s = torch.tensor(stride, device=c.device)
+    p = torch.tensor(padding, device=c.device)
+    d = torch.tensor(dilation, device=c.device)
+    found = []
+    for off in kernel_offsets(kernel_size, c.device):
+        if transposed:
+            o, ok = c[:, 1:] * s - p + off * d, torch.ones(len(c), dtype=torch.bool, device=c.device)
+        else:
+            num = c[:, 1:] + p - off * d
+            ok = (num % s == 0).all(1)
+            o = torch.div(num, s, rounding_mode="floor")
+        ok &= ((o >= 0) & (o < grid)).all(1)
+        found.append(torch.cat([c[ok, :1], o[ok]], 1))
+    keys = torch.unique(coord_keys(torch.cat(found))) if found else torch.empty(0, dtype=torch.int64)
+    return torch.stack([keys >> 48, (keys >> 32) & 0xFFFF, (keys >> 16) & 0xFFFF, keys & 0xFFFF], 1).to(torch.int32)

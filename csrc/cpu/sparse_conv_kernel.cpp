@@ -1,0 +1,163 @@
+// CPU sparse convolution: gather-GEMM, output stationary and deterministic (no atomics).
+//
+// Forward: each work item owns mr output rows; for every kernel offset with a neighbour it gathers
+// those rows' inputs into a k-major panel and multiplies it with W[k] through the Gram kernel's
+// register tiles (cpu/isa), accumulating in registers-then-memory in offset order. The input
+// gradient is the same computation on the inverted map with W[k]^T (each input row owned by one item);
+// the weight gradient dW[k] = sum_j x[map[k, j]]^T g[j] runs per offset over fixed chunks of pairs.
+// Neither depends on the thread count.
+#include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <tuple>
+#include <vector>
+
+#include "common/sparse_checks.h"
+#include "cpu/cpu_isa.h"
+
+namespace fastperc {
+namespace cpu {
+namespace {
+
+int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
+
+// out[j] = sum_k rows[map[k, j]] @ w[k], rows (n_rows, cin), w (K, cin, cout) -> out (n_out, cout).
+template <typename T>
+void gather_gemm(const T* rows, int64_t cin, const int64_t* map, int64_t volume, int64_t n_out, const T* w,
+                 int64_t cout, T* out) {
+  const GramTile<T> tile = active_gram_tile<T>();
+  const int mr = tile.mr, nr = tile.nr;
+  const int64_t coutp = round_up(cout, nr);
+  // Weights padded to whole tiles of columns so every tile reads in bounds.
+  std::vector<T> wp(static_cast<size_t>(volume * cin * coutp), T(0));
+  for (int64_t k = 0; k < volume; ++k)
+    for (int64_t c = 0; c < cin; ++c) std::copy(w + (k * cin + c) * cout, w + (k * cin + c + 1) * cout, &wp[(k * cin + c) * coutp]);
+  const int64_t tiles = (n_out + mr - 1) / mr;
+  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> panel(static_cast<size_t>(cin * mr)), acc(static_cast<size_t>(mr * coutp));
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t j0 = t * mr, rows_here = std::min<int64_t>(mr, n_out - j0);
+      std::fill(acc.begin(), acc.end(), T(0));
+      for (int64_t k = 0; k < volume; ++k) {
+        const int64_t* mk = map + k * n_out + j0;
+        bool any = false;
+        for (int64_t r = 0; r < rows_here; ++r) any |= mk[r] >= 0;
+        if (!any) continue;
+        for (int64_t r = 0; r < mr; ++r) {
+          const int64_t src = r < rows_here ? mk[r] : -1;
+          if (src < 0) {
+            for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = T(0);
+          } else {
+            const T* row = rows + src * cin;
+            for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = row[c];
+          }
+        }
+        for (int64_t n0 = 0; n0 < coutp; n0 += nr)
+          tile.tile(cin, panel.data(), mr, &wp[k * cin * coutp + n0], coutp, acc.data() + n0, coutp, true);
+      }
+      for (int64_t r = 0; r < rows_here; ++r) std::copy(&acc[r * coutp], &acc[r * coutp] + cout, out + (j0 + r) * cout);
+    }
+  });
+}
+
+void check_map_rows(const at::Tensor& kmap, int64_t n_rows) {
+  if (kmap.numel() == 0) return;
+  const int64_t hi = kmap.max().item<int64_t>(), lo = kmap.min().item<int64_t>();
+  TORCH_CHECK(lo >= -1 && hi < n_rows, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows,
+              "), got range [", lo, ", ", hi, "]");
+}
+
+at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap) {
+  check_sparse_features(feats, weight);
+  check_kernel_map(kmap, weight.size(0), feats);
+  TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_cpu got a tensor on ", feats.device());
+  check_map_rows(kmap, feats.size(0));
+  const at::Tensor f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
+  const int64_t n_out = m.size(1), cout = w.size(2);
+  at::Tensor out = at::empty({n_out, cout}, f.options());
+  if (n_out == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_cpu", [&] {
+    gather_gemm<scalar_t>(f.const_data_ptr<scalar_t>(), f.size(1), m.const_data_ptr<int64_t>(), w.size(0), n_out,
+                          w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
+  });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& grad_out, const at::Tensor& feats,
+                                                             const at::Tensor& weight, const at::Tensor& kmap) {
+  check_sparse_features(feats, weight);
+  check_kernel_map(kmap, weight.size(0), feats);
+  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == kmap.size(1) && grad_out.size(1) == weight.size(2),
+              "fastperc: grad_out must be (N_out = ", kmap.size(1), ", C_out = ", weight.size(2), "), got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == feats.scalar_type(), "fastperc: grad_out must be ", feats.scalar_type());
+  check_map_rows(kmap, feats.size(0));
+  const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
+  const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
+  at::Tensor grad_feats = at::zeros_like(f), grad_weight = at::zeros_like(w);
+  if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
+
+  // Inverse map: for a fixed offset each input feeds at most one output.
+  at::Tensor inv = at::full({volume, n_in}, -1, m.options());
+  {
+    const int64_t* pm = m.const_data_ptr<int64_t>();
+    int64_t* pi = inv.data_ptr<int64_t>();
+    for (int64_t k = 0; k < volume; ++k)
+      for (int64_t j = 0; j < n_out; ++j)
+        if (pm[k * n_out + j] >= 0) pi[k * n_in + pm[k * n_out + j]] = j;
+  }
+  AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
+    using T = scalar_t;
+    const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
+    gather_gemm<T>(g.const_data_ptr<T>(), cout, inv.const_data_ptr<int64_t>(), volume, n_in, wt.const_data_ptr<T>(),
+                   cin, grad_feats.data_ptr<T>());
+
+    // dW[k] (cin x cout) = sum over pairs (i, j) of x[i]^T g[j], in chunks of 256 pairs.
+    const GramTile<T> tile = active_gram_tile<T>();
+    const int mr = tile.mr, nr = tile.nr;
+    const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr), chunk = 256;
+    const T* px = f.const_data_ptr<T>();
+    const T* pg = g.const_data_ptr<T>();
+    const int64_t* pm = m.const_data_ptr<int64_t>();
+    T* pw = grad_weight.data_ptr<T>();
+    at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> a(static_cast<size_t>(chunk * cinp)), b(static_cast<size_t>(chunk * coutp)),
+          acc(static_cast<size_t>(cinp * coutp));
+      for (int64_t k = begin; k < end; ++k) {
+        std::fill(acc.begin(), acc.end(), T(0));
+        int64_t filled = 0;
+        auto flush = [&] {
+          for (int64_t c0 = 0; c0 < cinp; c0 += mr)
+            for (int64_t n0 = 0; n0 < coutp; n0 += nr)
+              tile.tile(filled, a.data() + c0, cinp, b.data() + n0, coutp, acc.data() + c0 * coutp + n0, coutp, true);
+          filled = 0;
+        };
+        for (int64_t j = 0; j < n_out; ++j) {
+          const int64_t i = pm[k * n_out + j];
+          if (i < 0) continue;
+          std::fill(a.begin() + filled * cinp, a.begin() + (filled + 1) * cinp, T(0));
+          std::copy(px + i * cin, px + (i + 1) * cin, a.begin() + filled * cinp);
+          std::fill(b.begin() + filled * coutp, b.begin() + (filled + 1) * coutp, T(0));
+          std::copy(pg + j * cout, pg + (j + 1) * cout, b.begin() + filled * coutp);
+          if (++filled == chunk) flush();
+        }
+        if (filled > 0) flush();
+        for (int64_t c = 0; c < cin; ++c) std::copy(&acc[c * coutp], &acc[c * coutp] + cout, pw + (k * cin + c) * cout);
+      }
+    });
+  });
+  return {grad_feats, grad_weight};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fastperc, CPU, m) {
+  m.impl("sparse_conv", &sparse_conv_cpu);
+  m.impl("sparse_conv_backward", &sparse_conv_backward_cpu);
+}
+
+}  // namespace cpu
+}  // namespace fastperc

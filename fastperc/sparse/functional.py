@@ -1,0 +1,124 @@
+"""Sparse 3D convolution on SparseTensors: kernel maps (built once, cached on the tensor) and the
+gather-GEMM compute op, with the pure-PyTorch reference wherever no kernel is compiled.
+
+Weights are (K, C_in, C_out) with kernel offset k = (kx * Ky + ky) * Kz + kz, i.e. a dense
+conv3d weight w (C_out, C_in, Kx, Ky, Kz) is w.permute(2, 3, 4, 1, 0).reshape(K, C_in, C_out)
+(see fastperc.sparse.convert for spconv and MinkowskiEngine / TorchSparse layouts).
+"""
+from __future__ import annotations
+
+import torch
+
+from fastperc import _backend, reference
+from fastperc.sparse.tensor import SparseTensor
+
+MODES = ("submanifold", "regular", "transposed")
+
+
+def triple(value, name: str, minimum: int):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * 3
+    value = tuple(value)
+    if len(value) != 3 or any((not isinstance(v, int)) or isinstance(v, bool) or v < minimum for v in value):
+        raise ValueError(f"{name} must be an int >= {minimum} or three of them, got {value!r}")
+    return value
+
+
+def kernel_map(in_coords, out_coords, kernel_size, stride, padding, dilation, transposed=False):
+    if _backend.use_kernel("sparse_kernel_map", in_coords.device):
+        return torch.ops.fastperc.sparse_kernel_map(in_coords, out_coords, list(kernel_size), list(stride),
+                                                    list(padding), list(dilation), transposed)
+    return reference.sparse.kernel_map(in_coords, out_coords, kernel_size, stride, padding, dilation, transposed)
+
+
+def out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed=False):
+    if _backend.use_kernel("sparse_out_coords", in_coords.device):
+        return torch.ops.fastperc.sparse_out_coords(in_coords, list(kernel_size), list(stride), list(padding),
+                                                    list(dilation), list(spatial_shape), transposed)
+    return reference.sparse.out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed)
+
+
+def apply_map(feats, weight, kmap):
+    if _backend.use_kernel("sparse_conv", feats.device) and feats.dtype in (torch.float32, torch.float64):
+        return torch.ops.fastperc.sparse_conv(feats, weight, kmap)
+    return reference.sparse.conv(feats, weight, kmap)
+
+
+def output_grid(spatial_shape, kernel_size, stride, padding, dilation, transposed):
+    """The dense output size of a (transposed) convolution, per axis."""
+    if transposed:
+        return tuple((n - 1) * s - 2 * p + d * (k - 1) + 1
+                     for n, k, s, p, d in zip(spatial_shape, kernel_size, stride, padding, dilation))
+    return tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                 for n, k, s, p, d in zip(spatial_shape, kernel_size, stride, padding, dilation))
+
+
+def conv3d(x: SparseTensor, weight: torch.Tensor, bias=None, kernel_size=3, stride=1, padding=0, dilation=1,
+           mode: str = "submanifold") -> SparseTensor:
+    """Sparse convolution of x with weight (K, C_in, C_out).
+
+    mode "submanifold": output sites = input sites, "same" padding (odd kernels, stride 1).
+    mode "regular": output sites = every site of the dense output grid whose window holds an input
+    site (spconv's SparseConv3d); exact against conv3d(stride, padding, dilation) there.
+    mode "transposed": the adjoint, exact against conv_transpose3d at its non-empty sites.
+    """
+    if not isinstance(x, SparseTensor):
+        raise TypeError(f"x must be a fastperc.sparse.SparseTensor, got {type(x).__name__}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    ks = triple(kernel_size, "kernel_size", 1)
+    st, dl = triple(stride, "stride", 1), triple(dilation, "dilation", 1)
+    volume = ks[0] * ks[1] * ks[2]
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 3:
+        raise ValueError(f"weight must be (K, C_in, C_out), got {getattr(weight, 'shape', weight)}")
+    if weight.shape[0] != volume or weight.shape[1] != x.feats.shape[1]:
+        raise ValueError(f"weight must be (K = {volume}, C_in = {x.feats.shape[1]}, C_out), got {tuple(weight.shape)}")
+    if weight.dtype != x.feats.dtype or weight.device != x.feats.device:
+        raise ValueError(f"weight ({weight.dtype}, {weight.device}) must match feats ({x.feats.dtype}, {x.feats.device})")
+    if mode == "submanifold":
+        if any(k % 2 == 0 for k in ks) or st != (1, 1, 1):
+            raise ValueError(f"submanifold convolution needs odd kernel sizes and stride 1, got {ks}, {st}")
+        pd = tuple((k - 1) // 2 * d for k, d in zip(ks, dl))
+        key = ("submanifold", ks, dl)
+        if key not in x.cache:
+            x.cache[key] = kernel_map(x.coords, x.coords, ks, st, pd, dl)
+        out = apply_map(x.feats, weight, x.cache[key])
+        out = out + bias if bias is not None else out
+        return x.replace(out)
+    pd = triple(padding, "padding", 0)
+    transposed = mode == "transposed"
+    key = (mode, ks, st, pd, dl)
+    if key not in x.cache:
+        grid = output_grid(x.spatial_shape, ks, st, pd, dl, transposed)
+        if min(grid) < 1:
+            raise ValueError(f"the output grid {grid} of spatial_shape {x.spatial_shape} is empty")
+        coords = out_coords(x.coords, ks, st, pd, dl, x.spatial_shape, transposed)
+        kmap = kernel_map(x.coords, coords, ks, st, pd, dl, transposed)
+        new_stride = max(1, x.stride // st[0]) if transposed else x.stride * st[0]
+        result = SparseTensor(coords, x.feats.new_empty((len(coords), 0)), new_stride, grid, _check=False)
+        # The coarse tensor remembers how to go back: SparseInverseConv3d reuses this map.
+        result.cache[("inverse_of", ks, st, pd, dl)] = (x, kmap)
+        x.cache[key] = (result, kmap)
+    template, kmap = x.cache[key]
+    out = apply_map(x.feats, weight, kmap)
+    out = out + bias if bias is not None else out
+    return template.replace(out)
+
+
+def inverse_conv3d(x: SparseTensor, weight, bias=None, kernel_size=3, stride=1, padding=0, dilation=1) -> SparseTensor:
+    """Back to the sites of the regular convolution that produced x (same kernel parameters), reusing
+    its kernel map transposed: fine[i] = sum_k coarse[j] @ weight[k] over the (j, k) that read i."""
+    ks = triple(kernel_size, "kernel_size", 1)
+    key = ("inverse_of", ks, triple(stride, "stride", 1), triple(padding, "padding", 0), triple(dilation, "dilation", 1))
+    if key not in x.cache:
+        raise ValueError("inverse_conv3d: x was not produced by a regular SparseConv3d with these kernel parameters")
+    fine, kmap = x.cache[key]
+    inv_key = ("inverse_map",) + key[1:]
+    if inv_key not in x.cache:
+        inv = torch.full((kmap.shape[0], len(fine.coords)), -1, dtype=torch.int64, device=kmap.device)
+        k_idx, j_idx = torch.nonzero(kmap >= 0, as_tuple=True)
+        inv[k_idx, kmap[k_idx, j_idx]] = j_idx
+        x.cache[inv_key] = inv
+    out = apply_map(x.feats, weight, x.cache[inv_key])
+    out = out + bias if bias is not None else out
+    return fine.replace(out)

@@ -1,0 +1,203 @@
+"""Sparse convolution vs dense conv3d / conv_transpose3d on the densified grid, forward and backward;
+kernel maps vs the reference; SparseTensor, voxelize and layers."""
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastperc
+from fastperc import reference
+from fastperc.sparse import SparseTensor, functional as SF, nn as snn
+from conftest import num_threads
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "lidar_scan.npz")
+
+
+def random_sparse(batch=2, shape=(9, 8, 7), channels=3, density=0.3, dtype=torch.float64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand((batch,) + shape, generator=g) < density
+    coords = torch.nonzero(mask).to(torch.int32)
+    coords = coords[torch.randperm(len(coords), generator=g)]  # unsorted on purpose
+    feats = torch.randn(len(coords), channels, generator=g, dtype=dtype)
+    return SparseTensor(coords, feats, spatial_shape=shape)
+
+
+def dense_weight(w, ks):
+    """(K, Cin, Cout) -> conv3d's (Cout, Cin, kx, ky, kz)."""
+    return w.reshape(*ks, w.shape[1], w.shape[2]).permute(4, 3, 0, 1, 2)
+
+
+def at_sites(dense, coords):
+    c = coords.long()
+    return dense[c[:, 0], :, c[:, 1], c[:, 2], c[:, 3]]
+
+
+@pytest.mark.parametrize("ks,dil", [(3, 1), (1, 1), (5, 1), (3, 2), ((3, 1, 5), (1, 2, 1))])
+def test_submanifold_matches_dense(ks, dil):
+    x = random_sparse()
+    ks3, dl3 = SF.triple(ks, "k", 1), SF.triple(dil, "d", 1)
+    w = torch.randn(int(np.prod(ks3)), 3, 4, dtype=torch.float64)
+    out = SF.conv3d(x, w, kernel_size=ks, dilation=dil, mode="submanifold")
+    pad = tuple((k - 1) // 2 * d for k, d in zip(ks3, dl3))
+    dense = F.conv3d(x.to_dense(), dense_weight(w, ks3), padding=pad, dilation=dl3)
+    assert torch.equal(out.coords, x.coords)
+    torch.testing.assert_close(out.feats, at_sites(dense, x.coords), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks,st,pd,dl", [(3, 2, 1, 1), (2, 2, 0, 1), (3, 1, 0, 1), (3, 2, 0, 2), (4, 3, 2, 1)])
+def test_regular_matches_dense(ks, st, pd, dl):
+    x = random_sparse(shape=(11, 10, 9))
+    ks3 = SF.triple(ks, "k", 1)
+    w = torch.randn(int(np.prod(ks3)), 3, 5, dtype=torch.float64)
+    out = SF.conv3d(x, w, kernel_size=ks, stride=st, padding=pd, dilation=dl, mode="regular")
+    dense = F.conv3d(x.to_dense(), dense_weight(w, ks3), stride=st, padding=pd, dilation=dl)
+    support = F.conv3d((x.to_dense().abs().sum(1, keepdim=True) > 0).double(), torch.ones(1, 1, *ks3, dtype=torch.float64),
+                       stride=st, padding=pd, dilation=dl)[:, 0] > 0
+    expected_sites = torch.nonzero(support).to(torch.int32)
+    assert out.spatial_shape == tuple(dense.shape[2:])
+    assert torch.equal(out.coords, expected_sites), "output sites = where the dense support is non-empty"
+    torch.testing.assert_close(out.feats, at_sites(dense, out.coords), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("ks,st,pd", [(3, 2, 1), (2, 2, 0), (3, 1, 1)])
+def test_transposed_matches_dense(ks, st, pd):
+    x = random_sparse(shape=(5, 6, 4), density=0.4)
+    ks3 = SF.triple(ks, "k", 1)
+    w = torch.randn(int(np.prod(ks3)), 3, 2, dtype=torch.float64)
+    out = SF.conv3d(x, w, kernel_size=ks, stride=st, padding=pd, mode="transposed")
+    wt = w.reshape(*ks3, 3, 2).permute(3, 4, 0, 1, 2)  # conv_transpose3d: (Cin, Cout, kx, ky, kz)
+    dense = F.conv_transpose3d(x.to_dense(), wt, stride=st, padding=pd)
+    assert out.spatial_shape == tuple(dense.shape[2:])
+    torch.testing.assert_close(out.feats, at_sites(dense, out.coords), rtol=1e-10, atol=1e-12)
+    # every non-zero of the dense result is an output site
+    nz = torch.nonzero(dense.abs().sum(1) > 1e-12).to(torch.int32)
+    keys = lambda c: set(map(tuple, c.tolist()))  # noqa: E731
+    assert keys(nz) <= keys(out.coords)
+
+
+def test_inverse_conv_returns_to_the_fine_sites_and_matches_dense_transpose():
+    x = random_sparse(shape=(8, 8, 8))
+    down = snn.SparseConv3d(3, 4, kernel_size=2, stride=2).double()
+    up = snn.SparseInverseConv3d(4, 3, kernel_size=2, stride=2, bias=False).double()
+    y = down(x)
+    z = up(y)
+    assert torch.equal(z.coords, x.coords)
+    wt = up.weight.reshape(2, 2, 2, 4, 3).permute(3, 4, 0, 1, 2)
+    dense = F.conv_transpose3d(y.to_dense(batch_size=2), wt, stride=2)
+    torch.testing.assert_close(z.feats, at_sites(dense, x.coords), rtol=1e-10, atol=1e-12)
+
+
+def test_gradients_match_dense_autograd():
+    x = random_sparse(channels=4)
+    feats = x.feats.clone().requires_grad_(True)
+    w = torch.randn(27, 4, 3, dtype=torch.float64, requires_grad=True)
+    out = SF.conv3d(SparseTensor(x.coords, feats, spatial_shape=x.spatial_shape), w, kernel_size=3, stride=2,
+                    padding=1, mode="regular")
+    g = torch.randn_like(out.feats)
+    gf, gw = torch.autograd.grad((out.feats * g).sum(), (feats, w))
+    f2 = x.feats.clone().requires_grad_(True)
+    w2 = w.detach().clone().requires_grad_(True)
+    xs = SparseTensor(x.coords, f2, spatial_shape=x.spatial_shape)
+    dense = F.conv3d(xs.to_dense(), dense_weight(w2, (3, 3, 3)), stride=2, padding=1)
+    ef, ew = torch.autograd.grad((at_sites(dense, out.coords) * g).sum(), (f2, w2))
+    torch.testing.assert_close(gf, ef, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gw, ew, rtol=1e-10, atol=1e-12)
+
+
+def test_gradcheck_and_opcheck():
+    x = random_sparse(batch=1, shape=(4, 4, 4), channels=2, density=0.4)
+    kmap = torch.ops.fastperc.sparse_kernel_map(x.coords, x.coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False)
+    f = x.feats.clone().requires_grad_(True)
+    w = torch.randn(27, 2, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: torch.ops.fastperc.sparse_conv(a, b, kmap), (f, w))
+    torch.library.opcheck(torch.ops.fastperc.sparse_conv.default, (f, w, kmap))
+    torch.library.opcheck(torch.ops.fastperc.sparse_conv.default, (f.detach(), w.detach(), kmap))
+    torch.library.opcheck(torch.ops.fastperc.sparse_conv_backward.default,
+                          (torch.randn(len(x.coords), 3, dtype=torch.float64), f.detach(), w.detach(), kmap))
+    torch.library.opcheck(torch.ops.fastperc.sparse_kernel_map.default,
+                          (x.coords, x.coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False))
+
+
+def test_kernel_map_and_out_coords_match_reference():
+    x = random_sparse(shape=(12, 11, 10), density=0.2)
+    for args in [((3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), False), ((2, 3, 2), (2, 1, 2), (0, 1, 0), (1, 1, 1), False),
+                 ((3, 3, 3), (2, 2, 2), (1, 1, 1), (1, 1, 1), True)]:
+        ks, st, pd, dl, tr = args
+        got = torch.ops.fastperc.sparse_out_coords(x.coords, list(ks), list(st), list(pd), list(dl), list(x.spatial_shape), tr)
+        exp = reference.sparse.out_coords(x.coords, ks, st, pd, dl, x.spatial_shape, tr)
+        assert torch.equal(got, exp)
+        got_map = torch.ops.fastperc.sparse_kernel_map(x.coords, got, list(ks), list(st), list(pd), list(dl), tr)
+        assert torch.equal(got_map, reference.sparse.kernel_map(x.coords, got, ks, st, pd, dl, tr))
+
+
+def test_float32_and_threads():
+    x = random_sparse(shape=(20, 20, 20), channels=16, density=0.1, dtype=torch.float32)
+    w = torch.randn(27, 16, 24)
+    results = []
+    for n in (1, 2):
+        with num_threads(n):
+            f = x.feats.clone().requires_grad_(True)
+            out = SF.conv3d(SparseTensor(x.coords, f, spatial_shape=x.spatial_shape), w, mode="submanifold")
+            (gf,) = torch.autograd.grad(out.feats.square().sum(), f)
+            results.append((out.feats, gf))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    dense = F.conv3d(x.to_dense(), dense_weight(w, (3, 3, 3)), padding=1)
+    assert ((results[0][0] - at_sites(dense, x.coords)).abs().max() / dense.abs().max()) < 1e-5
+
+
+def test_edge_cases_and_errors():
+    empty = SparseTensor(torch.zeros(0, 4, dtype=torch.int32), torch.zeros(0, 3), spatial_shape=(4, 4, 4))
+    out = SF.conv3d(empty, torch.randn(27, 3, 2), mode="submanifold")
+    assert out.feats.shape == (0, 2)
+    one = SparseTensor(torch.tensor([[0, 2, 2, 2]], dtype=torch.int32), torch.ones(1, 1, dtype=torch.float64), spatial_shape=(5, 5, 5))
+    w = torch.randn(27, 1, 1, dtype=torch.float64)
+    assert torch.allclose(SF.conv3d(one, w).feats, w[13])  # only the centre tap sees the site
+    # batch items with no sites and sites on the boundary
+    c = torch.tensor([[0, 0, 0, 0], [3, 4, 4, 4]], dtype=torch.int32)
+    x = SparseTensor(c, torch.randn(2, 2, dtype=torch.float64), spatial_shape=(5, 5, 5))
+    w = torch.randn(27, 2, 2, dtype=torch.float64)
+    dense = F.conv3d(x.to_dense(), dense_weight(w, (3, 3, 3)), padding=1)
+    torch.testing.assert_close(SF.conv3d(x, w).feats, at_sites(dense, c))
+    with pytest.raises(ValueError, match="duplicate"):
+        SparseTensor(torch.tensor([[0, 1, 1, 1], [0, 1, 1, 1]], dtype=torch.int32), torch.zeros(2, 1))
+    with pytest.raises(ValueError, match=r"\[0, 65535\]"):
+        SparseTensor(torch.tensor([[0, -1, 1, 1]], dtype=torch.int32), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=r"\[0, 65535\]"):
+        SparseTensor(torch.tensor([[-1, 1, 1, 1]], dtype=torch.int32), torch.zeros(1, 1))
+    with pytest.raises(TypeError, match="int32"):
+        SparseTensor(torch.zeros(1, 4, dtype=torch.int64), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        SparseTensor(torch.zeros(1, 3, dtype=torch.int32), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match="inside spatial_shape"):
+        SparseTensor(torch.tensor([[0, 5, 1, 1]], dtype=torch.int32), torch.zeros(1, 1), spatial_shape=(5, 5, 5))
+    with pytest.raises(ValueError, match="weight must be"):
+        SF.conv3d(x, torch.randn(27, 3, 2, dtype=torch.float64))
+    with pytest.raises(ValueError, match="odd kernel"):
+        SF.conv3d(x, torch.randn(8, 2, 2, dtype=torch.float64), kernel_size=2)
+    with pytest.raises(RuntimeError, match="duplicate site"):
+        torch.ops.fastperc.sparse_kernel_map(torch.tensor([[0, 1, 1, 1]] * 2, dtype=torch.int32),
+                                             torch.tensor([[0, 1, 1, 1]], dtype=torch.int32), [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
+    with pytest.raises(RuntimeError, match="kernel map entries"):
+        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 5]]))
+
+
+def test_voxelize_and_layers_on_the_real_scan():
+    if not os.path.exists(DATA):
+        pytest.skip("shared/data/lidar_scan.npz is not beside the repository")
+    pts = torch.from_numpy(np.load(DATA)["pc"][:20000]).float()
+    x = fastperc.sparse.voxelize(pts, 0.2)
+    assert len(x.coords) > 1000 and x.feats.shape[1] == 3
+    assert x.feats.min() >= 0 and x.feats.max() < 1  # position inside the voxel
+    first = fastperc.sparse.voxelize(pts, 0.2, reduce="first")
+    assert torch.equal(first.coords, x.coords)
+    net = torch.nn.Sequential(snn.SubMConv3d(3, 16), snn.SparseBatchNorm(16), snn.SparseReLU(),
+                              snn.SparseConv3d(16, 32, kernel_size=2, stride=2), snn.SparseReLU(),
+                              snn.SubMConv3d(32, 32), snn.SparseInverseConv3d(32, 16, kernel_size=2, stride=2))
+    y = net(x)
+    assert torch.equal(y.coords, x.coords) and y.feats.shape == (len(x.coords), 16)
+    y.feats.square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    pooled = snn.SparseGlobalPool("max")(y)
+    assert pooled.shape == (1, 16)
