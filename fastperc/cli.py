@@ -23,6 +23,18 @@ def _cmd_bench(args) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.op == "subm":
+        from fastperc import bench_sparse
+
+        if args.device != "cpu":
+            print("fastperc bench --op subm: only the CPU kernels exist so far", file=sys.stderr)
+            return 2
+        result = bench_sparse.run(quick=args.quick, scan=args.scan)
+        print(bench_sparse.format_table(result))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=1)
+        return 0
     ops = bench.OPS if args.op == "all" else (args.op,)
     dtype = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
              "bfloat16": torch.bfloat16}[args.dtype]
@@ -39,7 +51,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
     b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
-    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "all"), default="all")
+    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "subm", "all"), default="all",
+                   help="all = the Gram and SSIM families; subm = sparse convolution on a LiDAR scan")
+    b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm (key 'pc'); default shared/data/lidar_scan.npz")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32")
     b.add_argument("--quick", action="store_true", help="small shapes, short timing (a smoke run)")

@@ -201,3 +201,31 @@ def test_voxelize_and_layers_on_the_real_scan():
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     pooled = snn.SparseGlobalPool("max")(y)
     assert pooled.shape == (1, 16)
+
+
+def test_weight_converters_round_trip_and_dense():
+    from fastperc.sparse import convert
+
+    dense = torch.randn(4, 3, 3, 2, 5, dtype=torch.float64)
+    w = convert.from_conv3d(dense)
+    assert w.shape == (30, 3, 4)
+    assert torch.equal(convert.to_conv3d(w, (3, 2, 5)), dense)
+    sp = convert.to_spconv(w, (3, 2, 5))
+    assert sp.shape == (4, 3, 2, 5, 3) and torch.equal(convert.from_spconv(sp), w)
+    x = random_sparse()
+    out = SF.conv3d(x, w, kernel_size=(3, 2, 5), padding=(1, 0, 2), mode="regular")
+    ref = F.conv3d(x.to_dense(), dense, padding=(1, 0, 2))
+    torch.testing.assert_close(out.feats, at_sites(ref, out.coords), rtol=1e-10, atol=1e-12)
+
+
+def test_spconv_parity_if_installed():
+    spc = pytest.importorskip("spconv.pytorch")
+    from fastperc.sparse import convert
+
+    x = random_sparse(shape=(10, 9, 8), channels=4, dtype=torch.float32)
+    w = torch.randn(27, 4, 6)
+    conv = spc.SubMConv3d(4, 6, 3, bias=False)
+    with torch.no_grad():
+        conv.weight.copy_(convert.to_spconv(w, 3))
+    ref = conv(spc.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), 2)).features
+    torch.testing.assert_close(SF.conv3d(x, w).feats, ref, rtol=1e-5, atol=1e-5)

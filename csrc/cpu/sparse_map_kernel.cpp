@@ -1,6 +1,11 @@
-// CPU kernel maps of sparse convolution: an open-addressing hash table of the input sites, built once
-// per call, then one lookup per (output site, kernel offset), multi-threaded over output sites.
-// Output sites of regular and transposed convolutions: candidate keys, sorted and made unique.
+// CPU kernel maps of sparse convolution.
+//
+// Stride-1 convolutions (submanifold, and regular ones with stride 1) shift every output key by the
+// same amount per offset, so with both site lists sorted by key the map is one merge-join per offset:
+// sequential reads instead of a random probe per (site, offset). Outputs not in key order, strided and
+// transposed convolutions probe an open-addressing hash table of the input sites instead. Both run
+// multi-threaded over output sites. Output sites of regular and transposed convolutions: candidate
+// keys, sorted and made unique.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
@@ -71,6 +76,56 @@ bool source_of(int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, bool trans
   return true;
 }
 
+std::vector<int64_t> site_keys(const at::Tensor& coords) {
+  const auto c = coords.accessor<int32_t, 2>();
+  std::vector<int64_t> keys(static_cast<size_t>(coords.size(0)));
+  for (int64_t i = 0; i < coords.size(0); ++i) {
+    for (int d = 0; d < 4; ++d)
+      TORCH_CHECK(c[i][d] >= 0 && c[i][d] < kSparseKeyLimit, "fastperc: coordinate ", c[i][d], " of site ", i,
+                  " is outside [0, 65535] (batch, x, y, z must be non-negative and < 65536)");
+    keys[i] = sparse_key(c[i][0], c[i][1], c[i][2], c[i][3]);
+  }
+  return keys;
+}
+
+// Map of a stride-1 convolution by merge-joins; out_keys must be sorted.
+void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys, const at::Tensor& out_c,
+                    const std::vector<int64_t>& ks, const std::vector<int64_t>& pd, const std::vector<int64_t>& dl,
+                    int64_t* m) {
+  std::vector<int64_t> in_keys = site_keys(in_c);
+  std::vector<int64_t> order(in_keys.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  if (!std::is_sorted(in_keys.begin(), in_keys.end()))
+    std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return in_keys[a] < in_keys[b]; });
+  std::vector<int64_t> sorted(in_keys.size());
+  for (size_t i = 0; i < order.size(); ++i) sorted[i] = in_keys[order[i]];
+  for (size_t i = 1; i < sorted.size(); ++i)
+    TORCH_CHECK(sorted[i] != sorted[i - 1], "fastperc: duplicate site at rows ", order[i - 1], " and ", order[i],
+                "; merge duplicates first (fastperc.sparse.voxelize)");
+  const int64_t n_out = static_cast<int64_t>(out_keys.size()), n_in = static_cast<int64_t>(sorted.size());
+  const auto o = out_c.accessor<int32_t, 2>();
+  at::parallel_for(0, n_out, 4096, [&](int64_t begin, int64_t end) {
+    int64_t k = 0;
+    for (int64_t kx = 0; kx < ks[0]; ++kx)
+      for (int64_t ky = 0; ky < ks[1]; ++ky)
+        for (int64_t kz = 0; kz < ks[2]; ++kz, ++k) {
+          const int64_t dx = kx * dl[0] - pd[0], dy = ky * dl[1] - pd[1], dz = kz * dl[2] - pd[2];
+          const int64_t delta = (dx << 32) + (dy << 16) + dz;
+          int64_t p = std::lower_bound(sorted.begin(), sorted.end(), out_keys[begin] + delta) - sorted.begin();
+          for (int64_t j = begin; j < end; ++j) {
+            const int64_t x = o[j][1] + dx, y = o[j][2] + dy, z = o[j][3] + dz;
+            int64_t found = -1;
+            if (x >= 0 && y >= 0 && z >= 0 && x < kSparseKeyLimit && y < kSparseKeyLimit && z < kSparseKeyLimit) {
+              const int64_t target = out_keys[j] + delta;
+              while (p < n_in && sorted[p] < target) ++p;
+              if (p < n_in && sorted[p] == target) found = order[p];
+            }
+            m[k * n_out + j] = found;
+          }
+        }
+  });
+}
+
 at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coords, at::IntArrayRef kernel_size,
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  bool transposed) {
@@ -80,10 +135,24 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
   const auto pd = check_triple(padding, "padding", 0), dl = check_triple(dilation, "dilation", 1);
   TORCH_CHECK(in_coords.device().is_cpu() && out_coords.device().is_cpu(), "fastperc: sparse_kernel_map_cpu got a non-CPU tensor");
   const at::Tensor in_c = in_coords.contiguous(), out_c = out_coords.contiguous();
-  const SiteTable table(in_c);
   const int64_t volume = ks[0] * ks[1] * ks[2], n_out = out_c.size(0);
   at::Tensor kmap = at::empty({volume, n_out}, in_c.options().dtype(at::kLong));
   int64_t* m = kmap.data_ptr<int64_t>();
+  const std::vector<int64_t> out_keys = site_keys(out_c);
+  const bool unit_stride = st[0] == 1 && st[1] == 1 && st[2] == 1;
+  if (n_out > 0 && unit_stride && std::is_sorted(out_keys.begin(), out_keys.end())) {
+    if (!transposed) {
+      merge_join_map(in_c, out_keys, out_c, ks, pd, dl, m);
+      return kmap;
+    }
+    // Transposed, stride 1: o = i - p + k d <=> i = o + p - k d, i.e. offset K - 1 - k of a direct
+    // convolution with padding (K - 1) d - p.
+    std::vector<int64_t> mirrored_pad(3);
+    for (int a = 0; a < 3; ++a) mirrored_pad[a] = dl[a] * (ks[a] - 1) - pd[a];
+    merge_join_map(in_c, out_keys, out_c, ks, mirrored_pad, dl, m);
+    return kmap.flip({0}).contiguous();
+  }
+  const SiteTable table(in_c);
   const auto o = out_c.accessor<int32_t, 2>();
   at::parallel_for(0, n_out, 256, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {

@@ -1,5 +1,5 @@
 """Sparse voxel tensors and sparse 3D convolution."""
-from fastperc.sparse import functional, nn
+from fastperc.sparse import convert, functional, nn
 from fastperc.sparse.tensor import SparseTensor, cat, voxelize
 
-__all__ = ["SparseTensor", "cat", "voxelize", "functional", "nn"]
+__all__ = ["SparseTensor", "cat", "voxelize", "convert", "functional", "nn"]

@@ -1,0 +1,151 @@
+"""`fastperc bench --op subm`: submanifold 3x3x3 convolution on a real LiDAR scan (or a synthetic one),
+fastperc vs its pure-PyTorch reference vs spconv (optional: pip install spconv), in one process.
+
+Modes: "map" builds the kernel map only; "fwd" runs the convolution on a prebuilt map (spconv: its
+cached indices); "fwd+bwd" adds the backward to features and weights. For spconv, "map" is derived
+as (forward on a new tensor) - (forward with cached indices). err: max |out - float64 reference| /
+max |reference| (forward output, or the feature gradient).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from fastperc import _backend, reference
+from fastperc.bench import time_ms
+from fastperc.sparse import SparseTensor, functional as SF, voxelize
+
+DEFAULT_SCAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
+                            "lidar_scan.npz")
+WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
+QUICK_WORKLOADS = [(0.4, 16)]
+
+
+def load_points(path: str | None):
+    """(points, description): the scan at `path` (key 'pc'), else a synthetic street scene."""
+    path = path or os.environ.get("FASTPERC_SCAN", DEFAULT_SCAN)
+    if path and os.path.exists(path):
+        return torch.from_numpy(np.load(path)["pc"]).float(), os.path.basename(path)
+    g = torch.Generator().manual_seed(0)
+    ground = torch.rand(150_000, 3, generator=g) * torch.tensor([60.0, 40.0, 0.05])
+    walls = torch.rand(50_000, 3, generator=g) * torch.tensor([60.0, 0.05, 4.0])
+    return torch.cat([ground, walls]), "synthetic (ground + wall planes)"
+
+
+def _spconv():
+    try:
+        import spconv.pytorch as spc  # noqa: F401
+
+        return spc
+    except Exception:
+        return None
+
+
+def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
+    points, source = load_points(scan)
+    rows = []
+    spc = _spconv()
+    for voxel, channels in (QUICK_WORKLOADS if quick else WORKLOADS):
+        base = voxelize(points, voxel)
+        n = len(base.coords)
+        g = torch.Generator().manual_seed(0)
+        feats = torch.randn(n, channels, generator=g)
+        weight = torch.randn(27, channels, channels, generator=g) / (27 * channels) ** 0.5
+        grad = torch.randn(n, channels, generator=g)
+        shape = f"{int(voxel * 100)}cm C={channels} ({n // 1000}k)"
+        kmap = SF.kernel_map(base.coords, base.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+        truth_fwd = reference.sparse.conv(feats.double(), weight.double(), kmap)
+        f64 = feats.double().requires_grad_(True)
+        (truth_grad,) = torch.autograd.grad((reference.sparse.conv(f64, weight.double(), kmap) * grad.double()).sum(), f64)
+
+        def fp_map():
+            return torch.ops.fastperc.sparse_kernel_map(base.coords, base.coords, [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
+
+        def ref_map():
+            return reference.sparse.kernel_map(base.coords, base.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+
+        def fwd(fn):
+            return lambda: fn(feats, weight, kmap)
+
+        def fwd_bwd(fn):
+            def run_once():
+                f = feats.detach().requires_grad_(True)
+                (g_f,) = torch.autograd.grad((fn(f, weight, kmap) * grad).sum(), f)
+                return g_f
+            return run_once
+
+        impls = {"fastperc": (fp_map, torch.ops.fastperc.sparse_conv), "reference": (ref_map, reference.sparse.conv)}
+        for impl, (build, conv) in impls.items():
+            rows.append(_row("map", shape, impl, n, build, None, None, min_time))
+            rows.append(_row("fwd", shape, impl, n, fwd(conv), truth_fwd, None, min_time))
+            rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(conv), truth_grad, None, min_time))
+        if spc is not None:
+            rows.extend(_spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time))
+    for mode in ("map", "fwd", "fwd+bwd"):
+        for shape in {r["shape"] for r in rows}:
+            group = [r for r in rows if r["mode"] == mode and r["shape"] == shape]
+            fast = next((r["ms"] for r in group if r["impl"] == "fastperc"), None)
+            for r in group:
+                r["fastperc_speedup"] = r["ms"] / fast if fast else float("nan")
+    return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None}
+
+
+def _row(mode, shape, impl, n, fn, truth, note, min_time):
+    out = fn()
+    err = None
+    if truth is not None:
+        err = ((out.double() - truth).abs().max() / truth.abs().max()).item()
+    ms = time_ms(fn, "cpu", min_time=min_time)
+    return dict(op="subm", mode=mode, shape=shape, impl=impl, ms=ms, msites_s=n / ms / 1e3, err=err, note=note)
+
+
+def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time):
+    c = feats.shape[1]
+    conv = spc.SubMConv3d(c, c, 3, bias=False, indice_key="bench")
+    with torch.no_grad():
+        conv.weight.copy_(weight.reshape(3, 3, 3, c, c).permute(4, 0, 1, 2, 3))
+    coords, spatial = base.coords, list(base.spatial_shape)
+
+    def fresh():
+        return conv(spc.SparseConvTensor(feats, coords, spatial, 1)).features
+
+    # spconv stores the indices it builds under indice_key in its *output* tensor's indice_dict.
+    indices = conv(spc.SparseConvTensor(feats, coords, spatial, 1)).indice_dict
+
+    def cached():
+        t = spc.SparseConvTensor(feats, coords, spatial, 1, indice_dict=indices)
+        return conv(t).features
+
+    def fwd_bwd():
+        f = feats.detach().requires_grad_(True)
+        t = spc.SparseConvTensor(f, coords, spatial, 1, indice_dict=indices)
+        (g_f,) = torch.autograd.grad((conv(t).features * grad).sum(), f)
+        return g_f
+
+    rows = []
+    fwd_row = _row("fwd", shape, "spconv", n, cached, truth_fwd, None, min_time)
+    fresh_row = _row("fwd", shape, "spconv", n, fresh, truth_fwd, None, min_time)
+    map_ms = max(fresh_row["ms"] - fwd_row["ms"], 1e-6)
+    rows.append(dict(op="subm", mode="map", shape=shape, impl="spconv", ms=map_ms, msites_s=n / map_ms / 1e3, err=None,
+                     note="(fwd on a new tensor) - (fwd with cached indices)"))
+    rows.append(fwd_row)
+    try:
+        rows.append(_row("fwd+bwd", shape, "spconv", n, fwd_bwd, truth_grad, None, min_time))
+    except Exception as exc:  # spconv's CPU backward is known to fail; report it
+        rows.append(dict(op="subm", mode="fwd+bwd", shape=shape, impl="spconv", ms=float("nan"), msites_s=float("nan"),
+                         err=None, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}"))
+    return rows
+
+
+def format_table(result: dict) -> str:
+    lines = [f"submanifold 3x3x3 conv, scan: {result['source']}, threads={result['threads']}"
+             + ("" if result["spconv"] else " (spconv not installed: pip install spconv)")]
+    cols = f"{'mode':<9}{'workload':<22}{'impl':<11}{'ms':>10}{'Msites/s':>10}{'fastperc speedup':>18}{'err':>10}"
+    lines += [cols, "-" * len(cols)]
+    for r in sorted(result["rows"], key=lambda r: (r["shape"], ("map", "fwd", "fwd+bwd").index(r["mode"]))):
+        err = f"{r['err']:.1e}" if r["err"] is not None else "-"
+        lines.append(f"{r['mode']:<9}{r['shape']:<22}{r['impl']:<11}{r['ms']:>10.2f}{r['msites_s']:>10.2f}"
+                     f"{r['fastperc_speedup']:>17.2f}x{err:>10}" + (f"  {r['note']}" if r.get("note") else ""))
+    return "\n".join(lines)
