@@ -227,5 +227,7 @@ def test_spconv_parity_if_installed():
     conv = spc.SubMConv3d(4, 6, 3, bias=False)
     with torch.no_grad():
         conv.weight.copy_(convert.to_spconv(w, 3))
-    ref = conv(spc.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), 2)).features
+    # spconv's CPU forward is only right on one thread (with more it races: see benchmarks/RESULTS.md)
+    with num_threads(1):
+        ref = conv(spc.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), 2)).features
     torch.testing.assert_close(SF.conv3d(x, w).feats, ref, rtol=1e-5, atol=1e-5)
