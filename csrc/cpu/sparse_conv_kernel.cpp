@@ -1,11 +1,10 @@
 // CPU sparse convolution: gather-GEMM, output stationary and deterministic (no atomics).
 //
-// Forward: each work item owns mr output rows; for every kernel offset with a neighbour it gathers
-// those rows' inputs into a k-major panel and multiplies it with W[k] through the Gram kernel's
-// register tiles (cpu/isa), accumulating in registers-then-memory in offset order. The input
-// gradient is the same computation on the inverted map with W[k]^T (each input row owned by one item);
-// the weight gradient dW[k] = sum_j x[map[k, j]]^T g[j] runs per offset over fixed chunks of pairs.
-// Neither depends on the thread count.
+// Forward: gather-GEMM-scatter per kernel offset over that offset's pairs only (no work for missing
+// neighbours), through the Gram kernel's register tiles (cpu/isa); outputs add their terms in offset
+// order. The input gradient is the same computation on the inverted map with W[k]^T; the weight
+// gradient dW[k] = sum_j x[map[k, j]]^T g[j] runs per offset over fixed chunks of pairs. Neither
+// depends on the thread count.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -25,6 +24,11 @@ namespace {
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // out[j] = sum_k rows[map[k, j]] @ w[k], rows (n_rows, cin), w (K, cin, cout) -> out (n_out, cout).
+// Work items are blocks of consecutive output rows (small enough to stay in L2). Within a block, offset
+// by offset in order, the offset's pairs are cut into tiles of mr, gathered into a k-major panel,
+// multiplied with W[k] through the register tiles and added to their output rows. Only existing
+// neighbours cost work, every output row adds its terms in offset order whatever the thread count,
+// and sorted sites make the gathered inputs of a block nearly contiguous.
 template <typename T>
 void gather_gemm(const T* rows, int64_t cin, const int64_t* map, int64_t volume, int64_t n_out, const T* w,
                  int64_t cout, T* out) {
@@ -34,31 +38,46 @@ void gather_gemm(const T* rows, int64_t cin, const int64_t* map, int64_t volume,
   // Weights padded to whole tiles of columns so every tile reads in bounds.
   std::vector<T> wp(static_cast<size_t>(volume * cin * coutp), T(0));
   for (int64_t k = 0; k < volume; ++k)
-    for (int64_t c = 0; c < cin; ++c) std::copy(w + (k * cin + c) * cout, w + (k * cin + c + 1) * cout, &wp[(k * cin + c) * coutp]);
-  const int64_t tiles = (n_out + mr - 1) / mr;
-  at::parallel_for(0, tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = 0; c < cin; ++c)
+      std::copy(w + (k * cin + c) * cout, w + (k * cin + c + 1) * cout, &wp[(k * cin + c) * coutp]);
+  // Per offset, the outputs that have that neighbour, in increasing order.
+  std::vector<std::vector<int64_t>> outputs(static_cast<size_t>(volume));
+  at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k)
+      for (int64_t j = 0; j < n_out; ++j)
+        if (map[k * n_out + j] >= 0) outputs[k].push_back(j);
+  });
+  const int64_t block = std::max<int64_t>(mr, (int64_t{256} * 1024 / (static_cast<int64_t>(sizeof(T)) * coutp)) / mr * mr);
+  at::parallel_for(0, (n_out + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> panel(static_cast<size_t>(cin * mr)), acc(static_cast<size_t>(mr * coutp));
-    for (int64_t t = begin; t < end; ++t) {
-      const int64_t j0 = t * mr, rows_here = std::min<int64_t>(mr, n_out - j0);
-      std::fill(acc.begin(), acc.end(), T(0));
+    for (int64_t b = begin; b < end; ++b) {
+      const int64_t jb = b * block, je = std::min(n_out, jb + block);
+      std::fill(out + jb * cout, out + je * cout, T(0));
       for (int64_t k = 0; k < volume; ++k) {
-        const int64_t* mk = map + k * n_out + j0;
-        bool any = false;
-        for (int64_t r = 0; r < rows_here; ++r) any |= mk[r] >= 0;
-        if (!any) continue;
-        for (int64_t r = 0; r < mr; ++r) {
-          const int64_t src = r < rows_here ? mk[r] : -1;
-          if (src < 0) {
-            for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = T(0);
-          } else {
-            const T* row = rows + src * cin;
+        const std::vector<int64_t>& ok = outputs[k];
+        const int64_t lo = std::lower_bound(ok.begin(), ok.end(), jb) - ok.begin();
+        const int64_t hi = std::lower_bound(ok.begin(), ok.end(), je) - ok.begin();
+        const int64_t* mk = map + k * n_out;
+        const T* wk = &wp[k * cin * coutp];
+        for (int64_t p0 = lo; p0 < hi; p0 += mr) {
+          const int64_t here = std::min<int64_t>(mr, hi - p0);
+          for (int64_t r = 0; r < mr; ++r) {
+            if (r >= here) {
+              for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = T(0);
+              continue;
+            }
+            const T* row = rows + mk[ok[p0 + r]] * cin;
             for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = row[c];
           }
+          for (int64_t n0 = 0; n0 < coutp; n0 += nr)
+            tile.tile(cin, panel.data(), mr, wk + n0, coutp, acc.data() + n0, coutp, /*accumulate=*/false);
+          for (int64_t r = 0; r < here; ++r) {
+            T* dst = out + ok[p0 + r] * cout;
+            const T* src = &acc[r * coutp];
+            for (int64_t c = 0; c < cout; ++c) dst[c] += src[c];
+          }
         }
-        for (int64_t n0 = 0; n0 < coutp; n0 += nr)
-          tile.tile(cin, panel.data(), mr, &wp[k * cin * coutp + n0], coutp, acc.data() + n0, coutp, true);
       }
-      for (int64_t r = 0; r < rows_here; ++r) std::copy(&acc[r * coutp], &acc[r * coutp] + cout, out + (j0 + r) * cout);
     }
   });
 }
