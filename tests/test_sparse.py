@@ -231,3 +231,25 @@ def test_spconv_parity_if_installed():
     with num_threads(1):
         ref = conv(spc.SparseConvTensor(x.feats, x.coords, list(x.spatial_shape), 2)).features
     torch.testing.assert_close(SF.conv3d(x, w).feats, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_fullgraph_small_network():
+    # A two-layer submanifold network on the raw ops: the kernel map is built inside the graph too.
+    torch._dynamo.reset()
+    x = random_sparse(shape=(10, 10, 10), channels=4, dtype=torch.float32)
+    w1, w2 = torch.randn(27, 4, 8, requires_grad=True), torch.randn(27, 8, 2, requires_grad=True)
+
+    def net(coords, feats):
+        kmap = torch.ops.fastperc.sparse_kernel_map(coords, coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False)
+        h = torch.relu(torch.ops.fastperc.sparse_conv(feats, w1, kmap))
+        return torch.ops.fastperc.sparse_conv(h, w2, kmap)
+
+    compiled = torch.compile(net, fullgraph=True)
+    out = compiled(x.coords, x.feats)
+    out.square().sum().backward()
+    g1 = w1.grad.clone()
+    w1.grad = None
+    ref = net(x.coords, x.feats)
+    ref.square().sum().backward()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g1, w1.grad, rtol=1e-4, atol=1e-4)
