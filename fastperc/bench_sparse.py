@@ -13,9 +13,9 @@ import os
 import numpy as np
 import torch
 
-from fastperc import _backend, reference
+from fastperc import reference
 from fastperc.bench import time_ms
-from fastperc.sparse import SparseTensor, functional as SF, voxelize
+from fastperc.sparse import functional as SF, voxelize
 
 DEFAULT_SCAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
                             "lidar_scan.npz")

@@ -1,6 +1,5 @@
 """Sparse convolution vs dense conv3d / conv_transpose3d on the densified grid, forward and backward;
 kernel maps vs the reference; SparseTensor, voxelize and layers."""
-import os
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ from fastperc import reference
 from fastperc.sparse import SparseTensor, functional as SF, nn as snn
 from conftest import num_threads
 
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "lidar_scan.npz")
 
 
 def random_sparse(batch=2, shape=(9, 8, 7), channels=3, density=0.3, dtype=torch.float64, seed=0):
@@ -184,9 +182,10 @@ def test_edge_cases_and_errors():
 
 
 def test_voxelize_and_layers_on_the_real_scan():
-    if not os.path.exists(DATA):
-        pytest.skip("shared/data/lidar_scan.npz is not beside the repository")
-    pts = torch.from_numpy(np.load(DATA)["pc"][:20000]).float()
+    # The real scan when shared/data is beside the repository, else the benchmark's synthetic scene.
+    from fastperc import bench_sparse
+
+    pts = bench_sparse.load_points(None)[0][:20000]
     x = fastperc.sparse.voxelize(pts, 0.2)
     assert len(x.coords) > 1000 and x.feats.shape[1] == 3
     assert x.feats.min() >= 0 and x.feats.max() < 1  # position inside the voxel

@@ -6,7 +6,6 @@ import torch
 import torch.nn.functional as F
 
 import fastperc
-from fastperc import reference
 from fastperc.functional.ssim import window_1d
 
 
