@@ -97,7 +97,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   T* py = px + g.planes() * padded_size;
 
   at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> xs, ys, prod, scratch, moments, wgs, wgc, dmom, adj;
+    std::vector<T> xs, ys, scratch, moments, wgs, wgc, dmom, adj;
     std::vector<int64_t> cols;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
@@ -112,7 +112,6 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int64_t ni = id * ih * iw, no = od * oh * ow, nt = td * th * tw;
       xs.resize(ni);
       ys.resize(ni);
-      prod.resize(5 * ni);
       scratch.resize(2 * 5 * ni);
       moments.resize(5 * no);
       wgs.resize(no);
@@ -120,9 +119,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       adj.resize(5 * nt);
       const int64_t base = b * x.stride(0) + c * x.stride(1);
       ssim_pack(x_data + base, y_data + base, st, g, od0, id, oh0, ih, ow0, iw, xs.data(), ys.data(), cols);
-      isa.products(xs.data(), ys.data(), ni, prod.data());
-      isa.filter(prod.data(), 5, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
-                 moments.data());
+      isa.moments(xs.data(), ys.data(), id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
+                  scratch.data(), moments.data());
       // Upstream weights of the outputs; zero for the halo outside the SSIM map.
       gather_weights(gs, g, b, c, od0, od, oh0, oh, ow0, ow, wgs.data());
       if (gc.data != nullptr) {

@@ -38,7 +38,7 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
   T* map_data = map != nullptr ? map->data_ptr<T>() : nullptr;
 
   at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> xs, ys, prod, scratch, moments, ssim, cs;
+    std::vector<T> xs, ys, scratch, moments, ssim, cs;
     std::vector<int64_t> cols;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
@@ -50,16 +50,14 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       const int64_t np = pd * ph * pw, no = od * oh * ow;
       xs.resize(np);
       ys.resize(np);
-      prod.resize(5 * np);
       scratch.resize(2 * 5 * np);
       moments.resize(5 * no);
       ssim.resize(no);
       cs.resize(no);
       const int64_t base = b * x.stride(0) + c * x.stride(1);
       ssim_pack(x_data + base, y_data + base, st, g, od0, pd, oh0, ph, ow0, pw, xs.data(), ys.data(), cols);
-      isa.products(xs.data(), ys.data(), np, prod.data());
-      isa.filter(prod.data(), 5, pd, ph, pw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
-                 moments.data());
+      isa.moments(xs.data(), ys.data(), pd, ph, pw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
+                  scratch.data(), moments.data());
       isa.pixels(moments.data(), no, c1, c2, ssim.data(), cs.data());
 
       double* out = &sums[item * 3];

@@ -8,8 +8,11 @@ namespace cpu {
 
 template <typename T>
 struct SsimTile {
-  // out5[s] = x, y, x*x, y*y, x*y for s = 0..4, each n elements.
-  void (*products)(const T* x, const T* y, int64_t n, T* out5);
+  // The five window moments E[x], E[y], E[x^2], E[y^2], E[xy] of every valid position of the
+  // dp x hp x wp volumes x and y (the products formed on the fly), consecutive in `out`;
+  // `scratch` holds 2 * 5 * dp * hp * wp elements.
+  void (*moments)(const T* x, const T* y, int64_t dp, int64_t hp, int64_t wp, const T* w, int k, int kd, T* scratch,
+                  T* out);
   // For each of `count` volumes of dp x hp x wp elements (consecutive in `in`), the valid separable
   // correlation with w (k taps) along W and H, and along D when kd > 1 (kd == k then): the results,
   // (dp - kd + 1) x (hp - k + 1) x (wp - k + 1) each, consecutive in `out`. `scratch` holds
