@@ -63,10 +63,11 @@ FP_HD void ssim_pixel_grad(T mx, T my, T exx, T eyy, T exy, T c1, T c2, T gs, T 
   const T sxy = exy - mx * my;
   const T n1 = T(2) * mx * my + c1, d1 = mx * mx + my * my + c1;
   const T n2 = T(2) * sxy + c2, d2 = sxx + syy + c2;
-  const T l = n1 / d1, cs = n2 / d2;
+  const T inv_d1 = T(1) / d1, inv_d2 = T(1) / d2;  // two divisions per pixel
+  const T l = n1 * inv_d1, cs = n2 * inv_d2;
   const T dl = gs * cs;       // d(gs l cs + gc cs) / dl
   const T dcs = gs * l + gc;  // ... / dcs
-  const T inv_d1_sq = T(1) / (d1 * d1), inv_d2 = T(1) / d2;
+  const T inv_d1_sq = inv_d1 * inv_d1;
   const T d_sxy = dcs * T(2) * inv_d2;
   const T d_var = -dcs * n2 * inv_d2 * inv_d2;
   const T d_sxx = sxx_raw >= T(0) ? d_var : T(0);
