@@ -252,3 +252,37 @@ def test_compile_fullgraph_small_network():
     ref.square().sum().backward()
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(g1, w1.grad, rtol=1e-4, atol=1e-4)
+
+
+def test_pooling_matches_dense():
+    x = random_sparse(shape=(8, 9, 6), channels=3)
+    mx = snn.SparseMaxPool3d(2)(x)
+    dense = x.to_dense()
+    active = (dense.abs().sum(1, keepdim=True) > 0)
+    neg = torch.where(active, dense, torch.full_like(dense, float("-inf")))
+    ref = F.max_pool3d(neg, 2)
+    torch.testing.assert_close(mx.feats, at_sites(ref, mx.coords))
+    av = snn.SparseAvgPool3d(2)(x)
+    sums = F.avg_pool3d(dense, 2, divisor_override=1)
+    counts = F.avg_pool3d(active.double(), 2, divisor_override=1)
+    torch.testing.assert_close(av.feats, at_sites(sums / counts.clamp(min=1), av.coords))
+    # shares the kernel map (and output sites) of the matching regular convolution
+    conv = SF.conv3d(x, torch.randn(8, 3, 2, dtype=torch.float64), kernel_size=2, stride=2, mode="regular")
+    assert torch.equal(conv.coords, mx.coords)
+    f = x.feats.clone().requires_grad_(True)
+    snn.SparseMaxPool3d(2)(SparseTensor(x.coords, f, spatial_shape=x.spatial_shape)).feats.sum().backward()
+    assert torch.isfinite(f.grad).all()
+
+
+def test_minkunet_example_trains():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root / "examples" / "minkunet_scan.py"), "--voxel", "0.5", "--steps", "4"],
+                         capture_output=True, text=True, timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    losses = [float(v) for v in re.findall(r"loss ([0-9.]+)", out.stdout)]
+    assert len(losses) == 4 and losses[-1] < losses[0], out.stdout

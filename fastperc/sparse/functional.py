@@ -85,7 +85,15 @@ def conv3d(x: SparseTensor, weight: torch.Tensor, bias=None, kernel_size=3, stri
         out = apply_map(x.feats, weight, x.cache[key])
         out = out + bias if bias is not None else out
         return x.replace(out)
-    pd = triple(padding, "padding", 0)
+    template, kmap = _strided_sites(x, mode, ks, st, triple(padding, "padding", 0), dl)
+    out = apply_map(x.feats, weight, kmap)
+    out = out + bias if bias is not None else out
+    return template.replace(out)
+
+
+def _strided_sites(x: SparseTensor, mode: str, ks, st, pd, dl):
+    """(SparseTensor of the output sites without features, kernel map) of a regular or transposed
+    convolution of x, built once and cached on x."""
     transposed = mode == "transposed"
     key = (mode, ks, st, pd, dl)
     if key not in x.cache:
@@ -99,9 +107,24 @@ def conv3d(x: SparseTensor, weight: torch.Tensor, bias=None, kernel_size=3, stri
         # The coarse tensor remembers how to go back: SparseInverseConv3d reuses this map.
         result.cache[("inverse_of", ks, st, pd, dl)] = (x, kmap)
         x.cache[key] = (result, kmap)
-    template, kmap = x.cache[key]
-    out = apply_map(x.feats, weight, kmap)
-    out = out + bias if bias is not None else out
+    return x.cache[key]
+
+
+def pool3d(x: SparseTensor, kernel_size=2, stride=None, padding=0, dilation=1, reduce: str = "max") -> SparseTensor:
+    """Max or average over the active sites in each window, at the sites of the matching regular
+    convolution (so it shares that convolution's kernel map). Average divides by the number of active
+    sites in the window (inactive sites are absent, not zeros)."""
+    if reduce not in ("max", "mean"):
+        raise ValueError(f"reduce must be 'max' or 'mean', got {reduce!r}")
+    ks = triple(kernel_size, "kernel_size", 1)
+    st = ks if stride is None else triple(stride, "stride", 1)
+    template, kmap = _strided_sites(x, "regular", ks, st, triple(padding, "padding", 0), triple(dilation, "dilation", 1))
+    valid = (kmap >= 0).unsqueeze(-1)
+    gathered = x.feats[kmap.clamp(min=0)]  # (K, N_out, C)
+    if reduce == "max":
+        out = torch.where(valid, gathered, torch.full_like(gathered, float("-inf"))).amax(0)
+    else:
+        out = torch.where(valid, gathered, torch.zeros_like(gathered)).sum(0) / valid.sum(0).clamp(min=1)
     return template.replace(out)
 
 

@@ -60,6 +60,24 @@ class SparseInverseConv3d(_SparseConvBase):
         return SF.inverse_conv3d(x, self.weight, self.bias, self.kernel_size, self.stride, self.padding, self.dilation)
 
 
+class SparseMaxPool3d(torch.nn.Module):
+    """Max over the active sites of each window (stride defaults to the kernel size)."""
+
+    def __init__(self, kernel_size=2, stride=None, padding=0, dilation=1):
+        super().__init__()
+        self.args = (kernel_size, stride, padding, dilation)
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return SF.pool3d(x, *self.args, reduce="max")
+
+
+class SparseAvgPool3d(SparseMaxPool3d):
+    """Mean over the active sites of each window (stride defaults to the kernel size)."""
+
+    def forward(self, x: SparseTensor) -> SparseTensor:
+        return SF.pool3d(x, *self.args, reduce="mean")
+
+
 class SparseBatchNorm(torch.nn.BatchNorm1d):
     """BatchNorm over the active sites' features."""
 
