@@ -81,8 +81,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
                                                        const SsimGeometry& g, T c1, T c2) {
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g, /*backward=*/true);
-  const int64_t nd = ssim_ceil_div(g.Dp, tile.td), nh = ssim_ceil_div(g.Hp, tile.th), nw = ssim_ceil_div(g.Wp, tile.tw);
-  const int64_t tiles = nd * nh * nw;
+  const int64_t tiles = ssim_tile_count(tile, g.Dp, g.Hp, g.Wp);
   const T* w_data = window.const_data_ptr<T>();
   const std::vector<T> w_flip(std::make_reverse_iterator(w_data + g.k), std::make_reverse_iterator(w_data));
   const std::vector<T> w(w_data, w_data + g.k);
@@ -102,9 +101,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
       const int64_t b = plane / g.C, c = plane % g.C;
-      const int64_t pd0 = (t / (nh * nw)) * tile.td, ph0 = ((t / nw) % nh) * tile.th, pw0 = (t % nw) * tile.tw;
-      const int64_t td = std::min(tile.td, g.Dp - pd0), th = std::min(tile.th, g.Hp - ph0),
-                    tw = std::min(tile.tw, g.Wp - pw0);
+      const SsimTileBox box = ssim_tile_box(tile, g.Dp, g.Hp, g.Wp, t);
+      const int64_t pd0 = box.d0, ph0 = box.h0, pw0 = box.w0, td = box.nd, th = box.nh, tw = box.nw;
       // Outputs whose windows reach the tile, then the input those outputs read.
       const int64_t od0 = pd0 - g.kd + 1, oh0 = ph0 - g.k + 1, ow0 = pw0 - g.k + 1;
       const int64_t od = td + g.kd - 1, oh = th + g.k - 1, ow = tw + g.k - 1;

@@ -22,6 +22,25 @@ inline SsimTiling ssim_tiling(const SsimGeometry& g, bool backward = false) {
   return SsimTiling{1, 64, 256};
 }
 
+// Tile t of a D x H x W grid cut into tiles of `tiling`: its origin and extent along each axis.
+struct SsimTileBox {
+  int64_t d0, h0, w0, nd, nh, nw;
+};
+inline int64_t ssim_tile_count(const SsimTiling& tiling, int64_t D, int64_t H, int64_t W) {
+  return ssim_ceil_div(D, tiling.td) * ssim_ceil_div(H, tiling.th) * ssim_ceil_div(W, tiling.tw);
+}
+inline SsimTileBox ssim_tile_box(const SsimTiling& tiling, int64_t D, int64_t H, int64_t W, int64_t t) {
+  const int64_t th = ssim_ceil_div(H, tiling.th), tw = ssim_ceil_div(W, tiling.tw);
+  SsimTileBox b{};
+  b.d0 = (t / (th * tw)) * tiling.td;
+  b.h0 = ((t / tw) % th) * tiling.th;
+  b.w0 = (t % tw) * tiling.tw;
+  b.nd = std::min(tiling.td, D - b.d0);
+  b.nh = std::min(tiling.th, H - b.h0);
+  b.nw = std::min(tiling.tw, W - b.w0);
+  return b;
+}
+
 // Element strides of one image plane of x: (D, H, W), with D = 0 for 2D.
 inline std::vector<int64_t> ssim_plane_strides(const at::Tensor& x) {
   if (x.dim() == 5) return {x.stride(2), x.stride(3), x.stride(4)};

@@ -28,8 +28,7 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
                         T c1, T c2, at::Tensor* map, at::Tensor* means /* [3]: ssim, cs, |x - y| */) {
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g);
-  const int64_t nd = ssim_ceil_div(g.Do, tile.td), nh = ssim_ceil_div(g.Ho, tile.th), nw = ssim_ceil_div(g.Wo, tile.tw);
-  const int64_t tiles = nd * nh * nw;
+  const int64_t tiles = ssim_tile_count(tile, g.Do, g.Ho, g.Wo);
   const std::vector<T> w(window.const_data_ptr<T>(), window.const_data_ptr<T>() + g.k);
   const std::vector<int64_t> st = ssim_plane_strides(x);
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
@@ -43,9 +42,8 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
       const int64_t b = plane / g.C, c = plane % g.C;
-      const int64_t od0 = (t / (nh * nw)) * tile.td, oh0 = ((t / nw) % nh) * tile.th, ow0 = (t % nw) * tile.tw;
-      const int64_t od = std::min(tile.td, g.Do - od0), oh = std::min(tile.th, g.Ho - oh0),
-                    ow = std::min(tile.tw, g.Wo - ow0);
+      const SsimTileBox box = ssim_tile_box(tile, g.Do, g.Ho, g.Wo, t);
+      const int64_t od0 = box.d0, oh0 = box.h0, ow0 = box.w0, od = box.nd, oh = box.nh, ow = box.nw;
       const int64_t pd = od + g.kd - 1, ph = oh + g.k - 1, pw = ow + g.k - 1;
       const int64_t np = pd * ph * pw, no = od * oh * ow;
       xs.resize(np);
