@@ -31,7 +31,9 @@ def load_points(path: str | None):
     g = torch.Generator().manual_seed(0)
     ground = torch.rand(150_000, 3, generator=g) * torch.tensor([60.0, 40.0, 0.05])
     walls = torch.rand(50_000, 3, generator=g) * torch.tensor([60.0, 0.05, 4.0])
-    return torch.cat([ground, walls]), "synthetic (ground + wall planes)"
+    points = torch.cat([ground, walls])
+    # shuffled, so that any prefix is a (sparser) scene of both planes, as a real scan's would be
+    return points[torch.randperm(len(points), generator=g)], "synthetic (ground + wall planes)"
 
 
 def _spconv():
