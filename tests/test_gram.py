@@ -123,7 +123,7 @@ def test_half_precision_does_not_overflow():
     assert rel_err(fastperc.gram_matrix(bf, normalize="none"), truth(bf.flatten(2), 1.0)) < 1e-5
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 def test_one_and_two_threads_give_identical_results(dtype):
     x = torch.randn(3, 150, 20000).to(dtype)
     w = torch.randn(3, 150, 150).to(torch.float64 if dtype == torch.float64 else torch.float32)

@@ -45,6 +45,14 @@ Isa best_supported_isa() {
 
 Isa active_isa() { return static_cast<Isa>(active_slot().load()); }
 
+bool bf16_dot_supported() {
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") != 0;
+  }();
+  return has && active_isa() == Isa::avx512;
+}
+
 void set_active_isa(const std::string& name) {
   const Isa wanted = parse_isa(name);
   TORCH_CHECK(static_cast<int>(wanted) <= static_cast<int>(best_supported_isa()), "fastperc: this CPU does not support ",

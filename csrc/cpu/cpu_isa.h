@@ -16,6 +16,8 @@ Isa best_supported_isa();
 Isa active_isa();
 void set_active_isa(const std::string& name);  // throws for an unknown or unsupported ISA
 const char* isa_name(Isa isa);
+// AVX512-BF16 dot products are there and the active ISA is avx512 (a lower cap turns them off too).
+bool bf16_dot_supported();
 
 GramTile<float> gram_tile_f32();
 GramTile<double> gram_tile_f64();

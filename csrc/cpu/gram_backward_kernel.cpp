@@ -2,8 +2,8 @@
 //
 // Output-stationary register tiles that read x's rows in place (no packing of x): each (mr x nr)
 // tile of the output is one full reduction over the C rows, written once, with S = scale (G + G^T)
-// packed in mr-row panels as the broadcast operand. Float32/float64 with contiguous rows take this path; other inputs (half precision,
-// channels_last) take one batched GEMM on float32 (common/gram_composites.cpp).
+// packed in mr-row panels as the broadcast operand. Half-precision inputs run it on a float32 copy,
+// inputs without contiguous rows (channels_last) on a contiguous copy.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -13,7 +13,6 @@
 #include <vector>
 
 #include "common/checks.h"
-#include "common/gram_composites.h"
 #include "cpu/cpu_isa.h"
 
 namespace fastperc {
@@ -89,9 +88,14 @@ at::Tensor gram_backward_cpu(const at::Tensor& grad, const at::Tensor& x, double
   check_finite_scale(scale, "scale");
   TORCH_CHECK(x.device().is_cpu(), "fastperc: gram_backward_cpu got a tensor on ", x.device());
   const auto t = x.scalar_type();
-  if ((t != at::kFloat && t != at::kDouble) || x.stride(2) != 1) return gram_backward_composite(grad, x, scale);
+  if (t == at::kHalf || t == at::kBFloat16) {
+    // Half precision: the float32 kernel on a float32 copy (products of half values are exact there),
+    // rounded once to the input dtype. Deterministic like the float path, unlike a library GEMM.
+    return gram_backward_typed<float>(grad, x.to(at::kFloat).contiguous(), static_cast<float>(scale)).to(t);
+  }
+  const at::Tensor xr = x.stride(2) == 1 ? x : x.contiguous();  // e.g. channels_last: rows made contiguous
   return AT_DISPATCH_FLOATING_TYPES(t, "fastperc_gram_backward_cpu", [&] {
-    return gram_backward_typed<scalar_t>(grad, x, static_cast<scalar_t>(scale));
+    return gram_backward_typed<scalar_t>(grad, xr, static_cast<scalar_t>(scale));
   });
 }
 

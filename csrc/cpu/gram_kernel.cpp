@@ -84,17 +84,46 @@ std::vector<int64_t> balanced_row_groups(int64_t row_tiles, int64_t groups, int 
   return bounds;
 }
 
-template <typename scalar_t, typename acc_t>
-void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
-  const GramTile<acc_t> tile = active_gram_tile<acc_t>();
-  const int mr = tile.mr, nr = tile.nr;
+// bfloat16 rows packed as pairs of consecutive columns, one uint32 each (the low half holds the even
+// column), for the AVX512-BF16 tiles: dst[(p * pairs + q) * width + r] = x[row, k0 + 2q .. k0 + 2q + 1].
+void pack_bf16_pairs(const c10::BFloat16* x, int64_t sc, int64_t C, int64_t first_row, int64_t panels, int width,
+                     int64_t k0, int64_t k_len, uint32_t* dst) {
+  const int64_t pairs = (k_len + 1) / 2;
+  for (int64_t p = 0; p < panels; ++p) {
+    uint32_t* panel = dst + p * pairs * width;
+    for (int r = 0; r < width; ++r) {
+      const int64_t row = first_row + p * width + r;
+      if (row >= C) {
+        for (int64_t q = 0; q < pairs; ++q) panel[q * width + r] = 0;
+        continue;
+      }
+      const c10::BFloat16* src = x + row * sc + k0;
+      for (int64_t q = 0; q < k_len / 2; ++q)
+        panel[q * width + r] = uint32_t(src[2 * q].x) | (uint32_t(src[2 * q + 1].x) << 16);
+      if (k_len % 2) panel[(pairs - 1) * width + r] = uint32_t(src[k_len - 1].x);
+    }
+  }
+}
+
+// One register-tile kernel and how to pack for it: `step` columns of x per packed element.
+template <typename packed_t, typename acc_t>
+struct GramPlan {
+  int mr, nr, step;
+  void (*tile)(int64_t depth, const packed_t* a, int64_t lda, const packed_t* b, int64_t ldb, acc_t* c, int64_t ldc,
+               bool accumulate);
+};
+
+template <typename scalar_t, typename acc_t, typename packed_t, typename Pack>
+void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const GramPlan<packed_t, acc_t>& plan,
+                    Pack&& pack_panels_of) {
+  const int mr = plan.mr, nr = plan.nr, step = plan.step;
   const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
-  const int64_t sb = x.stride(0), sc = x.stride(1), sn = x.stride(2);
+  const int64_t sb = x.stride(0);
   // mr divides nr: tile rows are read from the same packed panels as tile columns.
   const int64_t row_tiles = ceil_div(C, mr), col_tiles = ceil_div(C, nr);
   const int64_t ld = col_tiles * nr;
-  const int64_t kc = panel_depth(nr, sizeof(acc_t));
-  const int64_t slab = slab_columns(B, N, ld, ld, kc, sizeof(acc_t));
+  const int64_t kc = panel_depth(nr, sizeof(packed_t));  // packed elements per step
+  const int64_t slab = slab_columns(B, N, ld, ld, kc * step, sizeof(acc_t));
   const int64_t slabs = ceil_div(N, slab);
 
   at::Tensor partial = at::zeros({B, slabs, ld, ld}, out.options());
@@ -105,7 +134,7 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
   const std::vector<int64_t> bounds = balanced_row_groups(row_tiles, groups, mr, nr, col_tiles);
 
   at::parallel_for(0, B * slabs * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> pack;
+    std::vector<packed_t> pack;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item % groups, s = (item / groups) % slabs, b = item / (groups * slabs);
       const int64_t ti0 = bounds[g], ti1 = bounds[g + 1];
@@ -115,15 +144,15 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out) {
       acc_t* part = partial_data + (b * slabs + s) * ld * ld;
       const scalar_t* xb = x_data + b * sb;
       const int64_t k_end = std::min(N, (s + 1) * slab);
-      for (int64_t k0 = s * slab; k0 < k_end; k0 += kc) {
-        const int64_t depth = std::min(kc, k_end - k0);
-        pack_panels(tile, xb, sc, sn, C, p0 * nr, col_tiles - p0, nr, k0, depth, pack.data());
+      for (int64_t k0 = s * slab; k0 < k_end; k0 += kc * step) {
+        const int64_t k_len = std::min(kc * step, k_end - k0), depth = ceil_div(k_len, step);
+        pack_panels_of(xb, p0 * nr, col_tiles - p0, nr, k0, k_len, pack.data());
         for (int64_t tj = p0; tj < col_tiles; ++tj) {
-          const acc_t* b_panel = pack.data() + (tj - p0) * depth * nr;
+          const packed_t* b_panel = pack.data() + (tj - p0) * depth * nr;
           for (int64_t ti = ti0; ti < ti1 && ti * mr <= tj * nr + nr - 1; ++ti) {
             const int64_t row = ti * mr;
-            const acc_t* a = pack.data() + (row / nr - p0) * depth * nr + row % nr;
-            tile.tile(depth, a, nr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
+            const packed_t* a = pack.data() + (row / nr - p0) * depth * nr + row % nr;
+            plan.tile(depth, a, nr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
           }
         }
       }
@@ -148,9 +177,26 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   check_finite_scale(scale, "scale");
   TORCH_CHECK(x.device().is_cpu(), "fastperc: gram_cpu got a tensor on ", x.device());
   at::Tensor out = at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(accumulate_type(x.scalar_type())));
+  const int64_t sc = x.stride(1), sn = x.stride(2), C = x.size(1);
+  if (x.scalar_type() == at::kBFloat16 && sn == 1 && bf16_dot_supported()) {
+    // bf16 products are exact in float32: pairs of them summed by vdpbf16ps, float32 accumulation.
+    const GramTileBf16 t = gram_tile_bf16_avx512();
+    const GramPlan<uint32_t, float> plan{t.mr, t.nr, 2, t.tile};
+    gram_cpu_typed<c10::BFloat16, float, uint32_t>(
+        x, static_cast<float>(scale), out, plan,
+        [&](const c10::BFloat16* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len,
+            uint32_t* dst) { pack_bf16_pairs(xb, sc, C, first_row, panels, width, k0, k_len, dst); });
+    return out;
+  }
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    gram_cpu_typed<scalar_t, acc_t>(x, static_cast<acc_t>(scale), out);
+    const GramTile<acc_t> tile = active_gram_tile<acc_t>();
+    const GramPlan<acc_t, acc_t> plan{tile.mr, tile.nr, 1, tile.tile};
+    gram_cpu_typed<scalar_t, acc_t, acc_t>(
+        x, static_cast<acc_t>(scale), out, plan,
+        [&](const scalar_t* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len, acc_t* dst) {
+          pack_panels(tile, xb, sc, sn, C, first_row, panels, width, k0, k_len, dst);
+        });
   });
   return out;
 }

@@ -26,6 +26,16 @@ struct GramTile {
   void (*pack8)(const T* src, int64_t ld_src, int64_t depth, T* dst, int64_t ld_dst);
 };
 
+// bfloat16 pairs (AVX512-BF16): c[r * ldc + j] (+)= sum_p dot2(a[p * lda + r], b[p * ldb + j]), each
+// uint32 two bfloat16 values of consecutive columns; products exact in float32, float32 sums.
+struct GramTileBf16 {
+  int mr;
+  int nr;
+  void (*tile)(int64_t pairs, const uint32_t* a, int64_t lda, const uint32_t* b, int64_t ldb, float* c, int64_t ldc,
+               bool accumulate);
+};
+GramTileBf16 gram_tile_bf16_avx512();  // only where bf16_dot_supported()
+
 GramTile<float> gram_tile_f32_avx512();
 GramTile<double> gram_tile_f64_avx512();
 GramTile<float> gram_tile_f32_avx2();
