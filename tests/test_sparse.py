@@ -116,6 +116,9 @@ def test_gradcheck_and_opcheck():
                           (torch.randn(len(x.coords), 3, dtype=torch.float64), f.detach(), w.detach(), kmap))
     torch.library.opcheck(torch.ops.fastperc.sparse_kernel_map.default,
                           (x.coords, x.coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False))
+    # data-dependent output size: the fake kernel allocates a dynamic size
+    torch.library.opcheck(torch.ops.fastperc.sparse_out_coords.default,
+                          (x.coords, [2, 2, 2], [2, 2, 2], [0, 0, 0], [1, 1, 1], list(x.spatial_shape), False))
 
 
 def test_kernel_map_and_out_coords_match_reference():
