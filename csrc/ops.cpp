@@ -34,8 +34,10 @@ TORCH_LIBRARY(fastperc, m) {
   // (spatial_shape is the input grid) whose window holds an input site, sorted by (batch, x, y, z).
   m.def("sparse_out_coords(Tensor in_coords, int[] kernel_size, int[] stride, int[] padding, int[] dilation, "
         "int[] spatial_shape, bool transposed) -> Tensor");
-  // out[j] = sum_k feats[kmap[k, j]] @ weight[k]: (N_out, C_out).
-  m.def("sparse_conv(Tensor feats, Tensor weight, Tensor kmap) -> Tensor");
+  // out[j] = sum_k feats[kmap[k, j]] @ weight[k]: (N_out, C_out). inv_map (K, N_in), optional, is the
+  // map read the other way (inv_map[k, kmap[k, j]] = j); the backward needs it and rebuilds it if absent.
+  m.def("sparse_conv(Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) -> Tensor");
   // (grad_feats, grad_weight) of sparse_conv.
-  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap) -> (Tensor, Tensor)");
+  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) "
+        "-> (Tensor, Tensor)");
 }

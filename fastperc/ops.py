@@ -173,24 +173,26 @@ def _sparse_out_coords_fake(in_coords, kernel_size, stride, padding, dilation, s
 
 
 @register_fake("fastperc::sparse_conv")
-def _sparse_conv_fake(feats, weight, kmap):
+def _sparse_conv_fake(feats, weight, kmap, inv_map=None):
     return feats.new_empty((kmap.shape[1], weight.shape[2]))
 
 
 @register_fake("fastperc::sparse_conv_backward")
-def _sparse_conv_backward_fake(grad_out, feats, weight, kmap):
+def _sparse_conv_backward_fake(grad_out, feats, weight, kmap, inv_map=None):
     return feats.new_empty(feats.shape), weight.new_empty(weight.shape)
 
 
 def _sparse_conv_setup(ctx, inputs, output):
-    feats, weight, kmap = inputs
-    ctx.save_for_backward(feats, weight, kmap)
+    feats, weight, kmap, inv_map = inputs
+    ctx.save_for_backward(feats, weight, kmap, inv_map)
 
 
 def _sparse_conv_backward(ctx, grad_out):
-    feats, weight, kmap = ctx.saved_tensors
-    grad_feats, grad_weight = torch.ops.fastperc.sparse_conv_backward(grad_out.contiguous(), feats, weight, kmap)
-    return (grad_feats if ctx.needs_input_grad[0] else None, grad_weight if ctx.needs_input_grad[1] else None, None)
+    feats, weight, kmap, inv_map = ctx.saved_tensors
+    grad_feats, grad_weight = torch.ops.fastperc.sparse_conv_backward(grad_out.contiguous(), feats, weight, kmap,
+                                                                      inv_map)
+    return (grad_feats if ctx.needs_input_grad[0] else None, grad_weight if ctx.needs_input_grad[1] else None,
+            None, None)
 
 
 register_autograd("fastperc::sparse_conv", _sparse_conv_backward, setup_context=_sparse_conv_setup)

@@ -114,6 +114,15 @@ def test_gradcheck_and_opcheck():
     torch.library.opcheck(torch.ops.fastperc.sparse_conv.default, (f.detach(), w.detach(), kmap))
     torch.library.opcheck(torch.ops.fastperc.sparse_conv_backward.default,
                           (torch.randn(len(x.coords), 3, dtype=torch.float64), f.detach(), w.detach(), kmap))
+    # with the inverse map given (as the layers pass it from their cache): same gradients
+    inv = SF.invert_map(kmap, len(x.coords))
+    torch.library.opcheck(torch.ops.fastperc.sparse_conv.default, (f, w, kmap, inv))
+    g = torch.randn(len(x.coords), 3, dtype=torch.float64)
+    a = torch.ops.fastperc.sparse_conv_backward(g, f.detach(), w.detach(), kmap, inv)
+    b = torch.ops.fastperc.sparse_conv_backward(g, f.detach(), w.detach(), kmap)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(RuntimeError, match="inv_map must be"):
+        torch.ops.fastperc.sparse_conv_backward(g, f.detach(), w.detach(), kmap, inv[:, :-1])
     torch.library.opcheck(torch.ops.fastperc.sparse_kernel_map.default,
                           (x.coords, x.coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False))
     # data-dependent output size: the fake kernel allocates a dynamic size

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -89,7 +90,8 @@ void check_map_rows(const at::Tensor& kmap, int64_t n_rows) {
               "), got range [", lo, ", ", hi, "]");
 }
 
-at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap) {
+at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
+                           const std::optional<at::Tensor>& /*inv_map: only the backward reads it*/) {
   check_sparse_features(feats, weight);
   check_kernel_map(kmap, weight.size(0), feats);
   TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_cpu got a tensor on ", feats.device());
@@ -106,7 +108,8 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, co
 }
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& grad_out, const at::Tensor& feats,
-                                                             const at::Tensor& weight, const at::Tensor& kmap) {
+                                                             const at::Tensor& weight, const at::Tensor& kmap,
+                                                             const std::optional<at::Tensor>& inv_map) {
   check_sparse_features(feats, weight);
   check_kernel_map(kmap, weight.size(0), feats);
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == kmap.size(1) && grad_out.size(1) == weight.size(2),
@@ -119,9 +122,16 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   at::Tensor grad_feats = at::zeros_like(f), grad_weight = at::zeros_like(w);
   if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
 
-  // Inverse map: for a fixed offset each input feeds at most one output.
-  at::Tensor inv = at::full({volume, n_in}, -1, m.options());
-  {
+  // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
+  // with the forward map) or rebuilt here.
+  at::Tensor inv;
+  if (inv_map.has_value() && inv_map->defined()) {
+    check_kernel_map(*inv_map, volume, f);
+    TORCH_CHECK(inv_map->size(1) == n_in, "fastperc: inv_map must be (K, N_in = ", n_in, "), got ", inv_map->sizes());
+    check_map_rows(*inv_map, n_out);
+    inv = inv_map->contiguous();
+  } else {
+    inv = at::full({volume, n_in}, -1, m.options());
     const int64_t* pm = m.const_data_ptr<int64_t>();
     int64_t* pi = inv.data_ptr<int64_t>();
     for (int64_t k = 0; k < volume; ++k)

@@ -38,10 +38,27 @@ def out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape,
     return reference.sparse.out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed)
 
 
-def apply_map(feats, weight, kmap):
+def invert_map(kmap: torch.Tensor, n_in: int) -> torch.Tensor:
+    """(K, n_in) map read the other way: inv[k, kmap[k, j]] = j (each input feeds at most one output per
+    offset), -1 elsewhere. The backward of a convolution, and the forward of its inverse, use it."""
+    inv = torch.full((kmap.shape[0], n_in), -1, dtype=torch.int64, device=kmap.device)
+    k_idx, j_idx = torch.nonzero(kmap >= 0, as_tuple=True)
+    inv[k_idx, kmap[k_idx, j_idx]] = j_idx
+    return inv
+
+
+def apply_map(feats, weight, kmap, inv_map=None):
     if _backend.use_kernel("sparse_conv", feats.device) and feats.dtype in (torch.float32, torch.float64):
-        return torch.ops.fastperc.sparse_conv(feats, weight, kmap)
+        return torch.ops.fastperc.sparse_conv(feats, weight, kmap, inv_map)
     return reference.sparse.conv(feats, weight, kmap)
+
+
+def _cached_inverse(cache: dict, key, kmap, n_in: int):
+    """The inverse of a cached map, built once next to it (only when gradients will need it)."""
+    inv_key = ("inverse_map",) + tuple(key)
+    if inv_key not in cache:
+        cache[inv_key] = invert_map(kmap, n_in)
+    return cache[inv_key]
 
 
 def output_grid(spatial_shape, kernel_size, stride, padding, dilation, transposed):
@@ -82,11 +99,15 @@ def conv3d(x: SparseTensor, weight: torch.Tensor, bias=None, kernel_size=3, stri
         key = ("submanifold", ks, dl)
         if key not in x.cache:
             x.cache[key] = kernel_map(x.coords, x.coords, ks, st, pd, dl)
-        out = apply_map(x.feats, weight, x.cache[key])
+        kmap = x.cache[key]
+        inv = _cached_inverse(x.cache, key, kmap, len(x.coords)) if torch.is_grad_enabled() else None
+        out = apply_map(x.feats, weight, kmap, inv)
         out = out + bias if bias is not None else out
         return x.replace(out)
-    template, kmap = _strided_sites(x, mode, ks, st, triple(padding, "padding", 0), dl)
-    out = apply_map(x.feats, weight, kmap)
+    pd = triple(padding, "padding", 0)
+    template, kmap = _strided_sites(x, mode, ks, st, pd, dl)
+    inv = _cached_inverse(x.cache, (mode, ks, st, pd, dl), kmap, len(x.coords)) if torch.is_grad_enabled() else None
+    out = apply_map(x.feats, weight, kmap, inv)
     out = out + bias if bias is not None else out
     return template.replace(out)
 
@@ -136,12 +157,9 @@ def inverse_conv3d(x: SparseTensor, weight, bias=None, kernel_size=3, stride=1, 
     if key not in x.cache:
         raise ValueError("inverse_conv3d: x was not produced by a regular SparseConv3d with these kernel parameters")
     fine, kmap = x.cache[key]
-    inv_key = ("inverse_map",) + key[1:]
-    if inv_key not in x.cache:
-        inv = torch.full((kmap.shape[0], len(fine.coords)), -1, dtype=torch.int64, device=kmap.device)
-        k_idx, j_idx = torch.nonzero(kmap >= 0, as_tuple=True)
-        inv[k_idx, kmap[k_idx, j_idx]] = j_idx
-        x.cache[inv_key] = inv
-    out = apply_map(x.feats, weight, x.cache[inv_key])
+    # The inverse convolution reads the down-convolution's map the other way (the same inverse that
+    # convolution's backward caches on the fine tensor); its own backward reads that map as is.
+    inv = _cached_inverse(fine.cache, ("regular",) + key[1:], kmap, len(fine.coords))
+    out = apply_map(x.feats, weight, inv, kmap)
     out = out + bias if bias is not None else out
     return fine.replace(out)
