@@ -227,3 +227,11 @@ def test_fallback_matches_kernel(monkeypatch):
     r = [fastperc.ssim(x, y, 1.0, preset=p) for p in ("wang", "3dgs", "kornia")]
     for a, b in zip(k, r):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=0)
+
+
+def test_loss_modules_validate_at_construction():
+    fastperc.SSIMLoss(1.0, win_size=71)  # a large window is fine: only the inputs can be too small
+    with pytest.raises(ValueError, match="odd integer"):
+        fastperc.SSIMLoss(1.0, win_size=4)
+    with pytest.raises(TypeError, match="unknown SSIM options"):
+        fastperc.SSIMLoss(1.0, winsize=3)

@@ -108,7 +108,7 @@ void ssim_pack(const scalar_t* x, const scalar_t* y, const std::vector<int64_t>&
 
 // Sum of n values in 16 independent float64 lanes (vectorisable, no reassociation needed), lanes then added
 // in a fixed order: deterministic, and 16 times shorter dependency chains than a plain loop.
-template <typename T, typename Fn>
+template <typename Fn>
 double lane_sum(int64_t n, Fn&& value) {
   constexpr int kLanes = 16;
   double lanes[kLanes] = {};

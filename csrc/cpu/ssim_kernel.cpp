@@ -59,8 +59,8 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       isa.pixels(moments.data(), no, c1, c2, ssim.data(), cs.data());
 
       double* out = &sums[item * 3];
-      out[0] = lane_sum<T>(no, [&](int64_t i) { return ssim[i]; });
-      out[1] = lane_sum<T>(no, [&](int64_t i) { return cs[i]; });
+      out[0] = lane_sum(no, [&](int64_t i) { return ssim[i]; });
+      out[1] = lane_sum(no, [&](int64_t i) { return cs[i]; });
       if (map_data != nullptr) {
         T* dst = map_data + plane * g.map_size();
         for (int64_t dd = 0; dd < od; ++dd)
@@ -83,7 +83,7 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
         for (int64_t hh = ph_lo; hh < ph_hi; ++hh) {
           const T* xr = &xs[((dd - od0) * ph + (hh - oh0)) * pw + pw_lo - ow0];
           const T* yr = &ys[((dd - od0) * ph + (hh - oh0)) * pw + pw_lo - ow0];
-          l1 += lane_sum<T>(pw_hi - pw_lo, [&](int64_t j) { return std::abs(xr[j] - yr[j]); });
+          l1 += lane_sum(pw_hi - pw_lo, [&](int64_t j) { return std::abs(xr[j] - yr[j]); });
         }
       out[2] = l1;
     }

@@ -66,7 +66,8 @@ def _check_pair(x, y):
     return x, y
 
 
-def _options(x, data_range, win_size, sigma, window, k1, k2, padding, preset):
+def check_options(data_range, win_size, sigma, window, k1, k2, padding, preset) -> str:
+    """Validates the scalar SSIM options and returns the padding they select (a preset's, or "valid")."""
     if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not math.isfinite(data_range) or data_range <= 0:
         raise ValueError(f"data_range must be a finite number > 0 (e.g. 1.0 or 255), got {data_range!r}")
     if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
@@ -82,7 +83,11 @@ def _options(x, data_range, win_size, sigma, window, k1, k2, padding, preset):
         if padding is not None and padding != PRESETS[preset]:
             raise ValueError(f"preset {preset!r} uses padding={PRESETS[preset]!r}, got padding={padding!r}")
         padding = PRESETS[preset]
-    padding = _validate.choice(padding or "valid", "padding", tuple(PADDINGS))
+    return _validate.choice(padding or "valid", "padding", tuple(PADDINGS))
+
+
+def _options(x, data_range, win_size, sigma, window, k1, k2, padding, preset):
+    padding = check_options(data_range, win_size, sigma, window, k1, k2, padding, preset)
     spatial = tuple(x.shape[2:])
     if padding == "valid" and min(spatial) < win_size:
         raise ValueError(f"with padding='valid' every spatial size {spatial} must be >= win_size={win_size}")
@@ -144,7 +149,7 @@ def ms_ssim(x, y, data_range, win_size: int = 11, sigma: float = 1.5, window: st
         raise ValueError("weights must be a non-empty 1-D sequence")
     levels = weights.numel()
     smallest = min(x.shape[2:])
-    pad_name = PRESETS.get(preset, padding) if preset is not None else (padding or "valid")
+    pad_name = check_options(data_range, win_size, sigma, window, k1, k2, padding, preset)
     needed = (win_size - 1) * 2 ** (levels - 1) if pad_name == "valid" else 2 ** (levels - 1)
     if smallest <= needed:
         raise ValueError(

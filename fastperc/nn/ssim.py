@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from fastperc.functional.ssim import MS_SSIM_WEIGHTS, l1_ssim_loss, ms_ssim, ssim
+from fastperc.functional.ssim import MS_SSIM_WEIGHTS, check_options, l1_ssim_loss, ms_ssim, ssim
 
 
 class SSIMLoss(torch.nn.Module):
@@ -14,7 +14,11 @@ class SSIMLoss(torch.nn.Module):
         if reduction not in ("mean", "none"):
             raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
         self.data_range, self.reduction, self.options = data_range, reduction, options
-        ssim(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64), data_range, **options)  # validate now
+        defaults = dict(win_size=11, sigma=1.5, window="gaussian", k1=0.01, k2=0.03, padding=None, preset=None)
+        unknown = set(options) - set(defaults)
+        if unknown:
+            raise TypeError(f"unknown SSIM options {sorted(unknown)}")
+        check_options(data_range, **{**defaults, **options})  # fail at construction, not at the first step
 
     def forward(self, x, y):
         return 1.0 - ssim(x, y, self.data_range, reduction=self.reduction, **self.options)

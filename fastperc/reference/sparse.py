@@ -19,6 +19,11 @@ def coord_keys(coords: torch.Tensor) -> torch.Tensor:
     return (((c[:, 0] << KEY_BITS) | c[:, 1]) << KEY_BITS | c[:, 2]) << KEY_BITS | c[:, 3]
 
 
+def decode_keys(keys: torch.Tensor) -> torch.Tensor:
+    """Inverse of coord_keys: (N, 4) int32 sites."""
+    return torch.stack([keys >> 48, (keys >> 32) & 0xFFFF, (keys >> 16) & 0xFFFF, keys & 0xFFFF], 1).to(torch.int32)
+
+
 def kernel_offsets(kernel_size, device=None) -> torch.Tensor:
     """(K^3, 3) offsets (kx, ky, kz) in the published order: k = (kx * Ky + ky) * Kz + kz."""
     ks = [range(k) for k in kernel_size]
@@ -93,4 +98,4 @@ def out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape,
         ok &= ((o >= 0) & (o < grid)).all(1)
         found.append(torch.cat([c[ok, :1], o[ok]], 1))
     keys = torch.unique(coord_keys(torch.cat(found))) if found else torch.empty(0, dtype=torch.int64)
-    return torch.stack([keys >> 48, (keys >> 32) & 0xFFFF, (keys >> 16) & 0xFFFF, keys & 0xFFFF], 1).to(torch.int32)
+    return decode_keys(keys)

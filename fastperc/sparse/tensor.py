@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from fastperc.functional import _validate
+from fastperc.reference.sparse import coord_keys, decode_keys
 
 KEY_LIMIT = 1 << 16  # batch, x, y, z each in [0, 65535]
 
@@ -48,7 +49,7 @@ class SparseTensor:
         if _check and len(coords):
             if (coords[:, 1:] >= torch.tensor(spatial_shape, device=coords.device)).any():
                 raise ValueError(f"coordinates must lie inside spatial_shape {spatial_shape}")
-            keys = _keys(coords)
+            keys = coord_keys(coords)
             if torch.unique(keys).numel() != keys.numel():
                 raise ValueError("coords holds duplicate sites; merge them first (fastperc.sparse.voxelize)")
         self.coords, self.feats, self.stride, self.spatial_shape = coords, feats, stride, spatial_shape
@@ -84,11 +85,6 @@ class SparseTensor:
     def __repr__(self):
         return (f"SparseTensor(sites={len(self.coords)}, channels={self.feats.shape[1]}, stride={self.stride}, "
                 f"spatial_shape={self.spatial_shape}, dtype={self.feats.dtype}, device={self.feats.device})")
-
-
-def _keys(coords: torch.Tensor) -> torch.Tensor:
-    c = coords.to(torch.int64)
-    return (((c[:, 0] << 16) | c[:, 1]) << 16 | c[:, 2]) << 16 | c[:, 3]
 
 
 def cat(tensors) -> "SparseTensor":
@@ -134,7 +130,7 @@ def voxelize(points, voxel_size, batch=None, features=None, reduce: str = "mean"
     if feats.dim() != 2 or feats.shape[0] != len(points):
         raise ValueError(f"features must be (N, C), got shape {tuple(feats.shape)}")
     coords = torch.cat([b[:, None], grid], 1)
-    keys, inverse = torch.unique(_keys(coords), return_inverse=True)
+    keys, inverse = torch.unique(coord_keys(coords), return_inverse=True)
     n = len(keys)
     if reduce == "first":
         order = torch.arange(len(points), device=points.device)
@@ -145,5 +141,5 @@ def voxelize(points, voxel_size, batch=None, features=None, reduce: str = "mean"
         if reduce == "mean":
             counts = torch.zeros(n, dtype=feats.dtype, device=feats.device).index_add_(0, inverse, torch.ones_like(inverse, dtype=feats.dtype))
             out = out / counts[:, None]
-    vox = torch.stack([keys >> 48, (keys >> 32) & 0xFFFF, (keys >> 16) & 0xFFFF, keys & 0xFFFF], 1).to(torch.int32)
+    vox = decode_keys(keys)
     return SparseTensor(vox, out, spatial_shape=tuple(int(v) + 1 for v in grid.amax(0).tolist()), _check=False)
