@@ -1,4 +1,4 @@
-"""The `fastperc` console script: `fastperc info`, `fastperc bench`."""
+"""The `fastperc` console script: info, bench, texture, style, compare."""
 from __future__ import annotations
 
 import argparse
@@ -6,6 +6,8 @@ import json
 import sys
 
 import torch
+
+from fastperc.apps import commands
 
 
 def _cmd_info(args) -> int:
@@ -60,8 +62,16 @@ def main(argv=None) -> int:
     b.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
     b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     b.set_defaults(func=_cmd_bench)
+    commands.add_parsers(sub)
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except commands.USER_ERRORS as err:
+        print(f"fastperc {args.command}: error: {err}", file=sys.stderr)
+        return commands.EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"fastperc {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""The applications behind the console script: texture synthesis, style transfer, image comparison."""

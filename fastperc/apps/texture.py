@@ -1,0 +1,39 @@
+"""Gatys et al. 2015 texture synthesis: noise optimised until its VGG Gram matrices match a texture's."""
+from __future__ import annotations
+
+import torch
+
+from fastperc.apps.optimize import optimize_image
+from fastperc.losses.perceptual import GATYS_STYLE_LAYERS
+from fastperc.nn.style import StyleLoss
+
+
+def balanced_style_loss(style_features: dict, noise_features: dict) -> StyleLoss:
+    """sum_l E_l(x) / (L * E_l(noise)): the paper's E_l per layer, each divided by its value for
+    uniform noise, so that every scale counts alike and noise scores 1 whatever the backbone's
+    weights (with random filters the first layer's raw E_l is ~1000x the last one's)."""
+    layers = list(style_features)
+    at_noise = [StyleLoss([style_features[k]], None, "gatys", "sum")([noise_features[k]]).item() for k in layers]
+    if min(at_noise) <= 0.0:
+        raise ValueError("the style image has the statistics of uniform noise at some layer; nothing to imitate")
+    weights = [1.0 / (len(layers) * e) for e in at_noise]
+    return StyleLoss([style_features[k] for k in layers], weights, "gatys", "sum")
+
+
+def synthesize_texture(style: torch.Tensor, extractor, size: tuple[int, int], steps: int = 200,
+                       layers=GATYS_STYLE_LAYERS, optimizer: str = "lbfgs", lr: float | None = None,
+                       seed: int = 0, progress=None, snapshot_every: int = 0):
+    """A (1, 3, *size) texture with the style statistics of `style` (1, 3, H, W) in [0, 1].
+
+    The start is uniform noise from `seed`, which balanced_style_loss is also normalised with. Returns (image, losses,
+    snapshots); see optimize_image.
+    """
+    layers = tuple(layers)
+    gen = torch.Generator().manual_seed(seed)
+    image = torch.rand(1, 3, *size, generator=gen, dtype=style.dtype).to(style.device)
+    with torch.no_grad():
+        loss = balanced_style_loss(extractor(style, layers), extractor(image, layers))
+    image.requires_grad_(True)
+    losses, snapshots = optimize_image(image, lambda x: loss(list(extractor(x, layers).values())), steps,
+                                       optimizer, lr, progress, snapshot_every)
+    return image.detach(), losses, snapshots
