@@ -88,10 +88,12 @@ class LPIPS(torch.nn.Module):
         if x.shape != y.shape:
             raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
         _validate.same_device(x, y, "x", "y")
+        if x.dim() != 4 or x.shape[1] != 3 or x.numel() == 0:
+            raise ValueError(f"x and y must be images (B, 3, H, W) with B, H, W > 0, got shape {tuple(x.shape)}")
         if normalize:  # [0, 1] -> [-1, 1]
             x, y = 2 * x - 1, 2 * y - 1
         batch = x.shape[0]
-        both = torch.cat([x, y]) if x.numel() else x
+        both = torch.cat([x, y])
         both = (both - self.shift.to(both.dtype)) / self.scale.to(both.dtype)
         features = self.backbone(both, self.layers)
         total = None
