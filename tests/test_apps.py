@@ -158,3 +158,16 @@ def test_cli_bad_inputs(files, tmp_path):
                       "no such file")
     out = run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--steps", "0")
     assert out.returncode == 2 and "must be > 0" in out.stderr  # argparse's own usage error
+
+
+def test_feedforward_style_example_trains(files, tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    script = os.path.join(ROOT, "examples", "feedforward_style.py")
+    out = subprocess.run([sys.executable, script, "--steps", "4", "--size", "32", "--batch", "2", "--images",
+                          str(files / "a"), "--style", str(files / "style.png"), "-o", str(tmp_path / "ff.png")],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert "loss" in out.stdout and Image.open(tmp_path / "ff.png").size[0] > 3 * 32
+    bad = subprocess.run([sys.executable, script, "--images", str(files / "missing")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr

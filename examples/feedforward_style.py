@@ -1,0 +1,194 @@
+"""Feed-forward style transfer (Johnson et al. 2016): train a small image transformation network
+with the perceptual (content) and style losses, both on one shared VGG16.
+
+    python examples/feedforward_style.py [--style STYLE.png] [--images DIR] [--steps 300] [--size 64]
+                                         [--weights vgg16-397923af.pth] [-o stylised.png]
+
+Training images come from --images (every image file in the folder, random crops) or, without it,
+are generated each step (smooth colour gradients with random shapes), so the script runs anywhere
+with nothing downloaded. Without --style a disc texture is generated. Without --weights the VGG16
+has seeded random filters (fastperc says so): the losses and the training loop are the real thing,
+but the look of the result is not that of a trained VGG.
+
+Loss per batch: content_weight * PerceptualLoss(relu2_2) + style_weight * style loss over
+relu1_2, relu2_2, relu3_3, relu4_3 (fused fastperc Gram/style kernel) + tv_weight * TV.
+Writes a grid: the style image, then each test image above its stylised version.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+import torch
+
+from fastperc.apps.style_transfer import total_variation
+from fastperc.image import ImageError, read_image, side_by_side, write_image
+from fastperc.losses import PerceptualLoss, VGGStyleLoss
+from fastperc.losses.perceptual import JOHNSON_CONTENT_LAYERS, JOHNSON_STYLE_LAYERS
+from fastperc.models import vgg16
+
+
+class ConvLayer(torch.nn.Sequential):
+    def __init__(self, cin, cout, kernel, stride=1, relu=True):
+        layers = [torch.nn.ReflectionPad2d(kernel // 2), torch.nn.Conv2d(cin, cout, kernel, stride),
+                  torch.nn.InstanceNorm2d(cout, affine=True)]
+        super().__init__(*(layers + [torch.nn.ReLU()] if relu else layers))
+
+
+class Residual(torch.nn.Module):
+    def __init__(self, channels):
+        super().__init__()
+        self.body = torch.nn.Sequential(ConvLayer(channels, channels, 3), ConvLayer(channels, channels, 3, relu=False))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class TransformNet(torch.nn.Module):
+    """Johnson et al.'s network at a third of the width: down x4, residual blocks, up x4."""
+
+    def __init__(self, width=16, blocks=3):
+        super().__init__()
+        up = lambda cin, cout: torch.nn.Sequential(torch.nn.Upsample(scale_factor=2, mode="nearest"),  # noqa: E731
+                                                   ConvLayer(cin, cout, 3))
+        self.net = torch.nn.Sequential(
+            ConvLayer(3, width, 9), ConvLayer(width, 2 * width, 3, 2), ConvLayer(2 * width, 4 * width, 3, 2),
+            *[Residual(4 * width) for _ in range(blocks)],
+            up(4 * width, 2 * width), up(2 * width, width),
+            torch.nn.ReflectionPad2d(4), torch.nn.Conv2d(width, 3, 9))
+
+    def forward(self, x):
+        return torch.sigmoid(self.net(x))
+
+
+def generated_images(batch, size, generator):
+    """Smooth colour gradients with a few random rectangles and discs: content with edges and shapes."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, size), torch.linspace(0, 1, size), indexing="ij")
+    out = []
+    for _ in range(batch):
+        a, b, c = torch.rand(3, 3, 1, 1, generator=generator)
+        img = (a * xx + b * yy + c * (1 - xx)).clamp(0, 1) * 0.8 + 0.1
+        for _ in range(4):
+            cy, cx, r = torch.rand(3, generator=generator).tolist()
+            colour = torch.rand(3, 1, 1, generator=generator)
+            if torch.rand(1, generator=generator).item() < 0.5:
+                mask = ((yy - cy) ** 2 + (xx - cx) ** 2 < (0.05 + 0.2 * r) ** 2).float()
+            else:
+                mask = (((yy - cy).abs() < 0.05 + 0.15 * r) & ((xx - cx).abs() < 0.1 + 0.1 * r)).float()
+            img = img * (1 - mask) + colour * mask
+        out.append(img)
+    return torch.stack(out)
+
+
+def folder_images(folder, size):
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".webp")))
+    if not files:
+        raise ImageError(f"{folder}: no .png/.jpg/.jpeg/.bmp/.webp files")
+    images = []
+    for f in files:
+        t, _ = read_image(os.path.join(folder, f), max_side=2 * size)
+        if min(t.shape[2:]) >= size:
+            images.append(t)
+    if not images:
+        raise ImageError(f"{folder}: no image has both sides >= {size} px after fitting into {2 * size} px")
+    return images
+
+
+def random_crops(images, batch, size, generator):
+    crops = []
+    for i in torch.randint(len(images), (batch,), generator=generator).tolist():
+        t = images[i]
+        y = torch.randint(t.shape[2] - size + 1, (1,), generator=generator).item()
+        x = torch.randint(t.shape[3] - size + 1, (1,), generator=generator).item()
+        crops.append(t[0, :, y:y + size, x:x + size])
+    return torch.stack(crops)
+
+
+def disc_texture(size, generator):
+    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    img = torch.full((3, size, size), 0.92)
+    for _ in range(size // 3):
+        cy, cx = (torch.rand(2, generator=generator) * size).tolist()
+        r = 2 + torch.rand(1, generator=generator).item() * size / 10
+        d = ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()
+        inside = (d < r).float()
+        img = img * (1 - inside) + torch.rand(3, 1, 1, generator=generator) * inside
+        ring = ((d - r).abs() < 1).float()
+        img = img * (1 - ring) + 0.05 * ring
+    return img[None]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--style", help="style image (default: a generated disc texture)")
+    p.add_argument("--images", help="folder of training images (default: generated each step)")
+    p.add_argument("--weights", help="torchvision vgg16 state_dict (default: seeded random filters)")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--size", type=int, default=64, help="training crop size")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--content-weight", type=float, default=1.0)
+    p.add_argument("--style-weight", type=float, default=1e5)
+    p.add_argument("--tv-weight", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default="stylised.png")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.batch < 1 or args.size < 16:
+        p.error("--steps and --batch must be >= 1 and --size >= 16")
+    gen = torch.Generator().manual_seed(args.seed)
+    torch.manual_seed(args.seed)
+    try:
+        style = read_image(args.style, max_side=2 * args.size)[0] if args.style else disc_texture(args.size, gen)
+        pool = folder_images(args.images, args.size) if args.images else None
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            vgg = vgg16(args.weights)
+    except (ImageError, ValueError, FileNotFoundError) as err:
+        print(f"feedforward_style: error: {err}", file=sys.stderr)
+        return 2
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    content_loss = PerceptualLoss(JOHNSON_CONTENT_LAYERS, extractor=vgg)
+    style_loss = VGGStyleLoss(style, JOHNSON_STYLE_LAYERS, extractor=vgg)
+    layers = tuple(dict.fromkeys(JOHNSON_CONTENT_LAYERS + JOHNSON_STYLE_LAYERS))
+    net = TransformNet()
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    batch = lambda: (random_crops(pool, args.batch, args.size, gen) if pool  # noqa: E731
+                     else generated_images(args.batch, args.size, gen))
+    test_images = batch()
+    start, first = time.perf_counter(), None
+    for step in range(1, args.steps + 1):
+        x = batch()
+        y = net(x)
+        with torch.no_grad():
+            target = vgg(x, JOHNSON_CONTENT_LAYERS)
+        feats = vgg(y, layers)  # one VGG pass serves both losses
+        c = content_loss.feature_loss(feats, target)
+        s = style_loss.feature_loss(feats)
+        loss = args.content_weight * c + args.style_weight * s + args.tv_weight * total_variation(y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        first = loss.item() if first is None else first
+        if step == 1 or step % max(1, args.steps // 10) == 0 or step == args.steps:
+            print(f"step {step:4d}/{args.steps}  loss {loss.item():.4e}  content {c.item():.3e}  "
+                  f"style {s.item():.3e}  {step / (time.perf_counter() - start):.2f} steps/s", flush=True)
+    print(f"loss {first:.4e} -> {loss.item():.4e} in {args.steps} steps, {time.perf_counter() - start:.1f} s")
+    with torch.no_grad():
+        stylised = net(test_images)
+    columns = [torch.cat([test_images[i:i + 1], stylised[i:i + 1]], 2) for i in range(len(test_images))]
+    try:
+        write_image(side_by_side([torch.nn.functional.interpolate(style, size=(2 * args.size, 2 * args.size))]
+                                 + columns), args.output)
+    except ImageError as err:
+        print(f"feedforward_style: error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
