@@ -25,6 +25,15 @@ def _cmd_bench(args) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.op == "perceptual":
+        from fastperc import bench_perceptual
+
+        result = bench_perceptual.run(device=args.device, quick=args.quick)
+        print(bench_perceptual.format_table(result))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=1)
+        return 0
     if args.op == "subm":
         from fastperc import bench_sparse
 
@@ -53,8 +62,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
     b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
-    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "subm", "all"), default="all",
-                   help="all = the Gram and SSIM families; subm = sparse convolution on a LiDAR scan")
+    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "subm", "perceptual", "all"),
+                   default="all", help="all = the Gram and SSIM families; subm = sparse convolution on a "
+                   "LiDAR scan; perceptual = a VGG19 style-transfer step")
     b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm (key 'pc'); default shared/data/lidar_scan.npz")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32")

@@ -72,3 +72,25 @@ def test_bench_quick_ssim_against_peers(tmp_path):
         if r["impl"] == "fastperc":
             assert r["fastperc_speedup"] == 1.0
     assert "speedup over the fastest peer" in out.stdout
+
+
+def test_bench_quick_perceptual_step(tmp_path):
+    path = tmp_path / "perceptual.json"
+    out = run_cli("bench", "--quick", "--op", "perceptual", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "torch (bmm + mse)" in out.stdout
+    rows = json.loads(path.read_text())["rows"]
+    assert {(r["what"], r["impl"]) for r in rows} == {(w, i) for w in ("step", "loss only") for i in ("fastperc", "torch")}
+    for r in rows:
+        assert r["ms"] > 0
+        if r["what"] == "step":
+            assert r["err"] < 1e-4, r  # float32 step against the float64 composite
+
+
+def test_benchmark_suites_collect():
+    """The pytest-benchmark files import and parametrize against the current bench API."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", os.path.join(ROOT, "benchmarks")],
+                         env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "test_bench_perceptual.py" in out.stdout and "test_bench_gram.py" in out.stdout
