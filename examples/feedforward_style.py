@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from fastperc.apps.style_transfer import total_variation
+from fastperc.apps.texture import total_variation
 from fastperc.image import ImageError, read_image, side_by_side, write_image
 from fastperc.losses import PerceptualLoss, VGGStyleLoss
 from fastperc.losses.perceptual import JOHNSON_CONTENT_LAYERS, JOHNSON_STYLE_LAYERS

@@ -125,7 +125,8 @@ def cmd_texture(args) -> int:
     def run(device, progress, snapshot_every):
         ext, s = extractor.to(device), style.to(device)
         image, losses, snaps = synthesize_texture(s, ext, (args.size, args.size), args.steps, layers,
-                                                  args.optimizer, args.lr, args.seed, progress, snapshot_every)
+                                                  args.optimizer, args.lr, args.seed, progress, snapshot_every,
+                                                  args.tv_weight)
         return image, losses, snaps, [style]
 
     return _run_optimisation(args, "texture", run)
@@ -214,6 +215,8 @@ def add_parsers(sub) -> None:
     _add_optimisation_args(t, steps=200)
     t.add_argument("--style-size", type=_positive(int), help="longer side the texture is resized to (default --size)")
     t.add_argument("--layers", default=",".join(GATYS_STYLE_LAYERS), help="comma-separated style layers")
+    t.add_argument("--tv-weight", type=_non_negative_float, default=0.0,
+                   help="total-variation weight (0.01 smooths the pixel noise random filters leave)")
     t.set_defaults(func=cmd_texture)
 
     s = sub.add_parser("style", help="Gatys style transfer")

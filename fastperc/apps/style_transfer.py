@@ -12,13 +12,8 @@ from __future__ import annotations
 import torch
 
 from fastperc.apps.optimize import optimize_image
-from fastperc.apps.texture import balanced_style_loss
+from fastperc.apps.texture import balanced_style_loss, total_variation
 from fastperc.losses.perceptual import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation, mean |x[i+1] - x[i]| over both image axes."""
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
 def transfer_style(content: torch.Tensor, style: torch.Tensor, extractor, steps: int = 200,

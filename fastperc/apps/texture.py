@@ -8,6 +8,11 @@ from fastperc.losses.perceptual import GATYS_STYLE_LAYERS
 from fastperc.nn.style import StyleLoss
 
 
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation, mean |x[i+1] - x[i]| over both image axes."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
 def balanced_style_loss(style_features: dict, noise_features: dict) -> StyleLoss:
     """sum_l E_l(x) / (L * E_l(noise)): the paper's E_l per layer, each divided by its value for
     uniform noise, so that every scale counts alike and noise scores 1 whatever the backbone's
@@ -22,10 +27,12 @@ def balanced_style_loss(style_features: dict, noise_features: dict) -> StyleLoss
 
 def synthesize_texture(style: torch.Tensor, extractor, size: tuple[int, int], steps: int = 200,
                        layers=GATYS_STYLE_LAYERS, optimizer: str = "lbfgs", lr: float | None = None,
-                       seed: int = 0, progress=None, snapshot_every: int = 0):
+                       seed: int = 0, progress=None, snapshot_every: int = 0, tv_weight: float = 0.0):
     """A (1, 3, *size) texture with the style statistics of `style` (1, 3, H, W) in [0, 1].
 
-    The start is uniform noise from `seed`, which balanced_style_loss is also normalised with. Returns (image, losses,
+    The start is uniform noise from `seed`, which balanced_style_loss is also normalised with.
+    tv_weight adds total variation (mean absolute neighbour difference), which smooths away the
+    pixel noise that random-filter backbones leave unconstrained (0.01 is a good start for them). Returns (image, losses,
     snapshots); see optimize_image.
     """
     layers = tuple(layers)
@@ -34,6 +41,9 @@ def synthesize_texture(style: torch.Tensor, extractor, size: tuple[int, int], st
     with torch.no_grad():
         loss = balanced_style_loss(extractor(style, layers), extractor(image, layers))
     image.requires_grad_(True)
-    losses, snapshots = optimize_image(image, lambda x: loss(list(extractor(x, layers).values())), steps,
-                                       optimizer, lr, progress, snapshot_every)
+    def loss_fn(x):
+        total = loss(list(extractor(x, layers).values()))
+        return total + tv_weight * total_variation(x) if tv_weight else total
+
+    losses, snapshots = optimize_image(image, loss_fn, steps, optimizer, lr, progress, snapshot_every)
     return image.detach(), losses, snapshots
