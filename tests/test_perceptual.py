@@ -93,3 +93,22 @@ def test_bad_arguments(vgg):
         PerceptualLoss(extractor=torch.nn.Conv2d(3, 3, 1))
     with pytest.raises(ValueError, match="at least one layer"):
         VGGStyleLoss(torch.rand(1, 3, 16, 16), layers=(), extractor=vgg)
+
+
+def test_losses_compile_fullgraph():
+    from fastperc.losses import psnr
+
+    ext = tiny_extractor(torch.float32)
+    style = VGGStyleLoss(torch.rand(1, 3, 16, 16), ("relu1", "relu2"), extractor=ext)
+    content = PerceptualLoss(("relu2",), extractor=ext)
+
+    def total(x, t):
+        return style(x) + content(x, t) + psnr(x, t, 1.0)
+
+    x, t = torch.rand(2, 3, 16, 16, requires_grad=True), torch.rand(2, 3, 16, 16)
+    compiled = torch.compile(total, fullgraph=True)(x, t)
+    (grad_compiled,) = torch.autograd.grad(compiled, x)
+    eager = total(x, t)
+    (grad_eager,) = torch.autograd.grad(eager, x)
+    assert torch.allclose(compiled, eager, rtol=1e-6)
+    assert torch.allclose(grad_compiled, grad_eager, rtol=1e-5, atol=1e-7)
