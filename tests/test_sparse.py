@@ -229,6 +229,47 @@ def test_weight_converters_round_trip_and_dense():
     torch.testing.assert_close(out.feats, at_sites(ref, out.coords), rtol=1e-10, atol=1e-12)
 
 
+def _ours_index(ix, iy, iz, sizes):
+    return (ix * sizes[1] + iy) * sizes[2] + iz
+
+
+@pytest.mark.parametrize("sizes", [(3, 3, 3), (2, 2, 2), (3, 2, 5), (1, 1, 1), (4, 3, 3)])
+def test_minkowski_and_torchsparse_converters_follow_their_offset_order(sizes):
+    """Each library's kernel-offset enumeration, written out from its documented rule (neither library
+    installs here: MinkowskiEngine no longer builds, TorchSparse needs its CUDA build), must land each
+    weight slice on fastperc's slice for the same spatial offset."""
+    import itertools
+    import math
+
+    from fastperc.sparse import convert
+
+    volume = math.prod(sizes)
+    w = torch.randn(volume, 3, 4, dtype=torch.float64)
+    # MinkowskiEngine kernel_region::coordinate_at (HYPER_CUBE): x is the fastest index.
+    theirs = convert.to_minkowski(w, sizes)
+    for k in range(volume):
+        ix, rest = k % sizes[0], k // sizes[0]
+        iy, iz = rest % sizes[1], rest // sizes[1]
+        assert torch.equal(theirs[k], w[_ours_index(ix, iy, iz, sizes)])
+    assert torch.equal(convert.from_minkowski(theirs, sizes), w)
+    # torchsparse.nn.utils.get_kernel_offsets: x fastest for odd volumes, z fastest for even ones.
+    axes = [range(-s // 2 + 1, s // 2 + 1) for s in sizes]  # their arange(-size // 2 + 1, size // 2 + 1)
+    if volume % 2 == 1:
+        offsets = [(x, y, z) for z in axes[2] for y in axes[1] for x in axes[0]]
+    else:
+        offsets = list(itertools.product(*axes))
+    theirs = convert.to_torchsparse(w, sizes)
+    if volume == 1:
+        assert theirs.shape == (3, 4)
+        theirs = theirs.unsqueeze(0)
+    for k, (ox, oy, oz) in enumerate(offsets):
+        idx = [o - a.start for o, a in zip((ox, oy, oz), axes)]
+        assert torch.equal(theirs[k], w[_ours_index(*idx, sizes)])
+    assert torch.equal(convert.from_torchsparse(convert.to_torchsparse(w, sizes), sizes), w)
+    with pytest.raises(ValueError, match="K="):
+        convert.from_minkowski(w[:-1] if volume > 1 else w.repeat(2, 1, 1), sizes)
+
+
 def test_spconv_parity_if_installed():
     spc = pytest.importorskip("spconv.pytorch")
     from fastperc.sparse import convert
