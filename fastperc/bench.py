@@ -2,7 +2,7 @@
 composite and the peer libraries users would otherwise pick, on the same inputs in one process.
 
 Columns: median time; a rate (dense-equivalent GFLOP/s for the Gram ops: 2BC^2N forward, 6BC^2N
-forward+backward, whatever the implementation does; megapixels/s = B*C*H*W per second for SSIM);
+forward+backward, whatever the implementation does; megapixels/s = B*C*H*W (B*C*D*H*W voxels for ssim3d) per second for SSIM);
 %peak (Gram ops: that rate over a square torch.mm measured in the same run); "fastperc speedup": this
 row's time over fastperc's (how many times faster fastperc is); err: the largest deviation from a
 float64 reference of the row's own convention on the same inputs (rounded to the benchmarked dtype),
@@ -32,10 +32,15 @@ GRAM_QUICK = [(1, 64, 64, 64), (2, 128, 16, 16)]
 IMAGE_SHAPES = {"cpu": [(1, 3, 512, 512), (8, 3, 256, 256), (1, 1, 1024, 1024)],
                 "cuda": [(1, 3, 1080, 1920), (5, 3, 1080, 1920)]}
 IMAGE_QUICK = [(1, 3, 96, 112)]
+# Volumetric SSIM (medical volumes, 3D Gaussian splatting of volumes): one channel.
+VOLUME_SHAPES = {"cpu": [(1, 1, 128, 128, 128), (4, 1, 64, 64, 64)],
+                 "cuda": [(1, 1, 256, 256, 256), (4, 1, 128, 128, 128)]}
+VOLUME_QUICK = [(1, 1, 24, 28, 32)]
 MSSSIM_QUICK = [(1, 3, 192, 192)]
-OPS = ("gram", "style", "ssim", "msssim", "l1ssim")
+OPS = ("gram", "style", "ssim", "msssim", "l1ssim", "ssim3d")
 MODES = ("fwd", "fwd+bwd")
 GRAM_OPS = ("gram", "style")
+SLOW_CALL_S = 2.0
 
 
 def _peer(name: str):
@@ -124,6 +129,18 @@ def _gs_ssim(img1, img2):
     return (((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s1 + s2 + c2))).mean()
 
 
+def _ssim3d_impls():
+    pm, kornia, tm = _peer("pytorch_msssim"), _peer("kornia"), _peer("torchmetrics.functional.image")
+    impls = {"fastperc": ("pytorch_msssim", lambda x, y: ssim(x, y, 1.0)), "reference": ("pytorch_msssim", None)}
+    if pm is not None:
+        impls["pytorch_msssim"] = ("pytorch_msssim", lambda x, y: pm.ssim(x, y, data_range=1.0))
+    if kornia is not None:
+        impls["kornia"] = ("kornia", lambda x, y: kornia.metrics.ssim3d(x, y, 11).mean())
+    if tm is not None:
+        impls["torchmetrics"] = ("torchmetrics", lambda x, y: tm.structural_similarity_index_measure(x, y, data_range=1.0))
+    return impls
+
+
 def _l1ssim_impls():
     return {"fastperc": ("3dgs", lambda x, y: l1_ssim_loss(x, y)), "reference": ("3dgs", None),
             "torch (3DGS code)": ("3dgs", lambda x, y: 0.8 * (x - y).abs().mean() + 0.2 * (1 - _gs_ssim(x, y)))}
@@ -135,7 +152,7 @@ def _reference_call(op: str, preset: str):
         old = _backend.force_reference
         _backend.force_reference = True
         try:
-            if op == "ssim":
+            if op in ("ssim", "ssim3d"):
                 return ssim(x, y, 1.0, preset=preset)
             if op == "msssim":
                 return ms_ssim(x, y, 1.0, preset=preset)
@@ -145,7 +162,7 @@ def _reference_call(op: str, preset: str):
     return call
 
 
-IMAGE_IMPLS = {"ssim": _ssim_impls, "msssim": _msssim_impls, "l1ssim": _l1ssim_impls}
+IMAGE_IMPLS = {"ssim": _ssim_impls, "msssim": _msssim_impls, "l1ssim": _l1ssim_impls, "ssim3d": _ssim3d_impls}
 
 
 # --- cases --------------------------------------------------------------------------------------
@@ -226,9 +243,9 @@ def _sync(device: str):
 
 
 def time_ms(fn: Callable, device: str, min_time: float = 0.3, min_runs: int = 5, max_runs: int = 200,
-            best: bool = False) -> float:
-    """Median (or, with best=True, shortest) wall time of fn in milliseconds, after two warm-up runs."""
-    for _ in range(2):
+            best: bool = False, warmup: int = 2) -> float:
+    """Median (or, with best=True, shortest) wall time of fn in milliseconds, after `warmup` runs."""
+    for _ in range(warmup):
         fn()
     _sync(device)
     times = []
@@ -260,6 +277,8 @@ def default_shapes(op: str, device: str, quick: bool):
         return GRAM_QUICK if quick else GRAM_SHAPES
     if op == "msssim":
         return MSSSIM_QUICK if quick else IMAGE_SHAPES[device]
+    if op == "ssim3d":
+        return VOLUME_QUICK if quick else VOLUME_SHAPES[device]
     return IMAGE_QUICK if quick else IMAGE_SHAPES[device]
 
 
@@ -273,9 +292,14 @@ def run(ops=OPS, device: str = "cpu", quick: bool = False, dtype=torch.float32, 
                 group = []
                 for case in cases(op, mode, shape, device, dtype):
                     truth = case.truth().double()
+                    start = time.perf_counter()
                     result = case.run().double().to(truth.device)
+                    first = time.perf_counter() - start
                     err = ((result - truth).abs().max() / truth.abs().max().clamp_min(1e-300)).item()
-                    ms = time_ms(case.run, device, min_time=0.05 if quick else min_time)
+                    if first > SLOW_CALL_S:  # a peer taking seconds per call (kornia's 3D SSIM): one more run
+                        ms = time_ms(case.run, device, min_runs=1, max_runs=1, warmup=0)
+                    else:
+                        ms = time_ms(case.run, device, min_time=0.05 if quick else min_time)
                     row = dict(op=op, mode=mode, shape="x".join(map(str, shape)), impl=case.impl, ms=ms, err=err)
                     if op in GRAM_OPS:
                         row["gflops"] = flops(op, mode, shape) / ms / 1e6

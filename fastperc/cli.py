@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
     b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
-    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "subm", "perceptual", "all"),
+    b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "ssim3d", "subm", "perceptual", "all"),
                    default="all", help="all = the Gram and SSIM families; subm = sparse convolution on a "
                    "LiDAR scan; perceptual = a VGG19 style-transfer step")
     b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm (key 'pc'); default shared/data/lidar_scan.npz")

@@ -23,7 +23,8 @@ def win(k=11, dtype=torch.float64, kind="gaussian", sigma=1.5):
     return window_1d(k, sigma, kind, dtype, "cpu")
 
 
-SHAPES = [(2, 3, 40, 37), (1, 1, 11, 11), (1, 4, 64, 300), (3, 1, 12, 19), (1, 2, 13, 15, 17), (2, 1, 11, 12, 30)]
+SHAPES = [(2, 3, 40, 37), (1, 1, 11, 11), (1, 4, 64, 300), (3, 1, 12, 19), (1, 2, 13, 15, 17), (2, 1, 11, 12, 30),
+          (1, 1, 45, 30, 70)]  # the last: several volume tiles along D, H and W, forward and backward
 
 
 @pytest.mark.parametrize("padding", list(PADS))
@@ -41,7 +42,7 @@ def test_forward_float64(shape, padding):
 
 BACKWARD_CASES = [
     (shape, padding)
-    for shape in [(2, 3, 40, 37), (1, 1, 11, 11), (1, 1, 6, 7), (1, 2, 13, 12, 11)]
+    for shape in [(2, 3, 40, 37), (1, 1, 11, 11), (1, 1, 6, 7), (1, 2, 13, 12, 11), (1, 1, 45, 30, 70)]
     for padding in PADS
     # an image smaller than the window is an error for "valid" (tested in test_ssim_api)
     if not (padding == "valid" and min(shape[2:]) < (5 if min(shape[2:]) < 11 else 11))
@@ -116,8 +117,9 @@ def test_every_isa(isa):
     assert rel_err(g, gr) < 1e-11
 
 
-def test_one_and_two_threads_identical():
-    x, y = pair((2, 3, 130, 300), dtype=torch.float32)
+@pytest.mark.parametrize("shape", [(2, 3, 130, 300), (1, 2, 70, 50, 80)], ids=str)
+def test_one_and_two_threads_identical(shape):
+    x, y = pair(shape, dtype=torch.float32)
     out = []
     for n in (1, 2):
         with num_threads(n):

@@ -18,7 +18,9 @@ struct SsimTiling {
   int64_t td, th, tw;
 };
 inline SsimTiling ssim_tiling(const SsimGeometry& g, bool backward = false) {
-  if (g.volumetric) return backward ? SsimTiling{8, 16, 64} : SsimTiling{4, 16, 64};
+  // Volumes: deep tiles, because the W and H passes run over the whole (D + k - 1) padded depth.
+  // Measured on 128^3 and 4 x 64^3 (RESULTS.md): 2x faster forward than {4, 16, 64}.
+  if (g.volumetric) return backward ? SsimTiling{16, 24, 64} : SsimTiling{32, 16, 64};
   return SsimTiling{1, 64, 256};
 }
 
