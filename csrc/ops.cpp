@@ -20,9 +20,10 @@ TORCH_LIBRARY(fastperc, m) {
   // The SSIM map itself: (B, C, H', W') or (B, C, D', H', W').
   m.def("ssim_map(Tensor x, Tensor y, Tensor window, float c1, float c2, int padding) -> Tensor");
   // Gradients (x, y) of sum(grad_ssim * SSIM + grad_cs * CS) + sum(grad_l1 * |x - y|): per-pixel
-  // weights shaped like the map (grad_ssim, grad_cs) and like x (grad_l1), any strides.
+  // weights shaped like the map (grad_ssim, grad_cs) and like x (grad_l1), any strides. output_mask
+  // says which of the two are wanted; an unwanted one is not computed and comes back empty, (0,).
   m.def("ssim_backward(Tensor grad_ssim, Tensor? grad_cs, Tensor? grad_l1, Tensor x, Tensor y, Tensor window, "
-        "float c1, float c2, int padding) -> (Tensor, Tensor)");
+        "float c1, float c2, int padding, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 
   // Sparse convolution. Sites are int32 (N, 4) = (batch, x, y, z), each component in [0, 65535];
   // kernel offset k = (kx * Ky + ky) * Kz + kz. For output site o and offset k a convolution reads the

@@ -321,13 +321,13 @@ def format_table(result: dict) -> str:
     head = f"device={result['device']} dtype={result['dtype']} threads={result['threads']}"
     if peak:
         head += f" GEMM peak (torch.mm)={peak:.0f} GFLOP/s"
-    cols = (f"{'op':<7}{'mode':<9}{'shape':<15}{'impl':<19}{'ms':>9}{'rate':>16}{'%peak':>7}"
+    cols = (f"{'op':<7}{'mode':<9}{'shape':<17}{'impl':<19}{'ms':>9}{'rate':>16}{'%peak':>7}"
             f"{'fastperc speedup':>18}{'err':>10}")
     lines = [head, cols, "-" * len(cols)]
     for r in result["rows"]:
         rate = f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['mpx_s']:.1f} Mpx/s"
         pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
-        lines.append(f"{r['op']:<7}{r['mode']:<9}{r['shape']:<15}{r['impl']:<19}{r['ms']:>9.3f}{rate:>16}{pct:>7}"
+        lines.append(f"{r['op']:<7}{r['mode']:<9}{r['shape']:<17}{r['impl']:<19}{r['ms']:>9.3f}{rate:>16}{pct:>7}"
                      f"{r['fastperc_speedup']:>17.2f}x{r['err']:>10.1e}")
     lines.extend(summary_lines(result))
     if result.get("missing_peers"):

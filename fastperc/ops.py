@@ -115,8 +115,8 @@ def _ssim_map_fake(x, y, window, c1, c2, padding):
 
 
 @register_fake("fastperc::ssim_backward")
-def _ssim_backward_fake(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding):
-    return x.new_empty(x.shape), y.new_empty(y.shape)
+def _ssim_backward_fake(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding, output_mask=(True, True)):
+    return (x.new_empty(x.shape if output_mask[0] else (0,)), y.new_empty(y.shape if output_mask[1] else (0,)))
 
 
 def _ssim_setup(ctx, inputs, output):
@@ -140,11 +140,12 @@ def _ssim_backward(ctx, grad_ssim, grad_cs, grad_l1):
     map_shape = ssim_map_shape(x, window.shape[0], ctx.padding)
     if grad_ssim is None:
         grad_ssim = x.new_zeros((), dtype=accumulate_dtype(x.dtype)).expand(x.shape[:2])
+    need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
     gx, gy = torch.ops.fastperc.ssim_backward(
         _per_pixel(grad_ssim, map_shape), _per_pixel(grad_cs, map_shape), _per_pixel(grad_l1, tuple(x.shape)),
-        x, y, window, ctx.c1, ctx.c2, ctx.padding,
+        x, y, window, ctx.c1, ctx.c2, ctx.padding, need,
     )
-    return (gx if ctx.needs_input_grad[0] else None, gy if ctx.needs_input_grad[1] else None, None, None, None, None)
+    return (gx if need[0] else None, gy if need[1] else None, None, None, None, None)
 
 
 register_autograd("fastperc::ssim", _ssim_backward, setup_context=_ssim_setup)
@@ -152,8 +153,9 @@ register_autograd("fastperc::ssim", _ssim_backward, setup_context=_ssim_setup)
 
 def _ssim_map_backward(ctx, grad_map):
     x, y, window = ctx.saved_tensors
-    gx, gy = torch.ops.fastperc.ssim_backward(grad_map, None, None, x, y, window, ctx.c1, ctx.c2, ctx.padding)
-    return (gx if ctx.needs_input_grad[0] else None, gy if ctx.needs_input_grad[1] else None, None, None, None, None)
+    need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+    gx, gy = torch.ops.fastperc.ssim_backward(grad_map, None, None, x, y, window, ctx.c1, ctx.c2, ctx.padding, need)
+    return (gx if need[0] else None, gy if need[1] else None, None, None, None, None)
 
 
 register_autograd("fastperc::ssim_map", _ssim_map_backward, setup_context=_ssim_setup)

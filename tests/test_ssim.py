@@ -196,3 +196,28 @@ def test_constant_images_no_nan():
         (g,) = torch.autograd.grad(s, y)
         assert torch.isfinite(s) and torch.isfinite(g).all()
     assert fastperc.ssim(x, x, 1.0).item() == 1.0
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 40, 37), (1, 1, 45, 30, 70)], ids=str)
+@pytest.mark.parametrize("padding", list(PADS))
+def test_backward_output_mask_computes_only_what_is_asked(shape, padding):
+    """Each gradient alone equals its value from the full backward (bit for bit: the same arithmetic),
+    an unwanted one comes back empty, and autograd asks only for the inputs that require grad."""
+    x, y = pair(shape)
+    w = win(11)
+    g = torch.Generator().manual_seed(2)
+    map_shape = torch.ops.fastperc.ssim_map(x, y, w, C1, C2, PADS[padding]).shape
+    gs = torch.randn(map_shape, generator=g, dtype=torch.float64)
+    gl = torch.randn(shape, generator=g, dtype=torch.float64)
+    args = (gs, gs * 0.5, gl, x, y, w, C1, C2, PADS[padding])
+    gx, gy = torch.ops.fastperc.ssim_backward(*args)
+    only_x = torch.ops.fastperc.ssim_backward(*args, [True, False])
+    only_y = torch.ops.fastperc.ssim_backward(*args, [False, True])
+    assert torch.equal(only_x[0], gx) and only_x[1].shape == (0,)
+    assert torch.equal(only_y[1], gy) and only_y[0].shape == (0,)
+    assert all(t.shape == (0,) for t in torch.ops.fastperc.ssim_backward(*args, [False, False]))
+    xr = x.clone().requires_grad_(True)
+    (got,) = torch.autograd.grad(torch.ops.fastperc.ssim(xr, y, w, C1, C2, PADS[padding])[0].sum(), xr)
+    xe = x.clone().requires_grad_(True)
+    (want,) = torch.autograd.grad(reference.ssim(xe, y, w, C1, C2, PADS[padding])[0].sum(), xe)
+    assert rel_err(got, want) < 1e-10

@@ -143,6 +143,9 @@ def test_opcheck(requires_grad):
     gl = torch.randn(x.shape, dtype=torch.float64)
     torch.library.opcheck(torch.ops.fastperc.ssim_backward.default, (gs, None, gl, x.detach(), y.detach(), w, 1e-4, 9e-4, 0))
     torch.library.opcheck(torch.ops.fastperc.ssim_backward.default, (gs, gs, None, x.detach(), y.detach(), w, 1e-4, 9e-4, 0))
+    for mask in ([True, False], [False, True]):
+        torch.library.opcheck(torch.ops.fastperc.ssim_backward.default,
+                              (gs, None, gl, x.detach(), y.detach(), w, 1e-4, 9e-4, 0, mask))
 
 
 def test_compile_fullgraph():

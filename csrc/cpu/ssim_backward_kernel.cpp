@@ -9,13 +9,15 @@
 //   dL/dx_p = F(d_mx)_p + 2 x_p F(d_exx)_p + y_p F(d_exy)_p  (and symmetrically for y).
 // A last pass folds padded elements back onto the inputs they copy (crop for zero padding, the
 // mirrored border for reflect) and adds the |x - y| term. No element is written twice: no atomics,
-// and results do not depend on the thread count.
+// and results do not depend on the thread count. A gradient not asked for (output_mask) costs nothing
+// past the shared moments: its two adjoint filters and its fold are skipped.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <memory>
 #include <tuple>
 #include <type_traits>
@@ -78,7 +80,8 @@ template <typename scalar_t, typename T>
 std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ssim, const at::Tensor& grad_cs,
                                                        const at::Tensor& grad_l1, const at::Tensor& x,
                                                        const at::Tensor& y, const at::Tensor& window,
-                                                       const SsimGeometry& g, T c1, T c2) {
+                                                       const SsimGeometry& g, T c1, T c2, bool need_x,
+                                                       bool need_y) {
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g, /*backward=*/true);
   const int64_t tiles = ssim_tile_count(tile, g.Dp, g.Hp, g.Wp);
@@ -91,9 +94,13 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   const Weights<T> gs(grad_ssim), gc(grad_cs), gl(grad_l1);
   const int64_t padded_size = g.Dp * g.Hp * g.Wp;
   // Every padded element is written by exactly one tile: no zero fill needed.
-  std::unique_ptr<T[]> padded_grad(new T[static_cast<size_t>(2 * g.planes() * padded_size)]);
-  T* px = padded_grad.get();
-  T* py = px + g.planes() * padded_size;
+  const int64_t wanted = int64_t(need_x) + int64_t(need_y);
+  std::unique_ptr<T[]> padded_grad(new T[static_cast<size_t>(wanted * g.planes() * padded_size)]);
+  T* px = need_x ? padded_grad.get() : nullptr;
+  T* py = need_y ? padded_grad.get() + (need_x ? g.planes() * padded_size : 0) : nullptr;
+  // The adjoint filter runs on the moment gradients each wanted input needs, moved to the front of
+  // dmom: x needs (mx, exx, exy), y needs (my, eyy, exy), both need all five (mx, my, exx, eyy, exy).
+  const int filtered = need_x && need_y ? 5 : 3;
 
   at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> xs, ys, scratch, moments, wgs, wgc, dmom, adj;
@@ -126,33 +133,47 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
         gather_weights(gc, g, b, c, od0, od, oh0, oh, ow0, ow, wgc.data());
       }
       isa.pixel_grads(moments.data(), no, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmom.data());
-      isa.filter(dmom.data(), 5, od, oh, ow, w_flip.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
+      if (filtered == 3) {
+        const int first = need_x ? 0 : 1;  // mx or my
+        T* d = dmom.data();
+        if (first == 1) std::copy(d + no, d + 2 * no, d);
+        std::copy(d + (2 + first) * no, d + (3 + first) * no, d + no);  // exx or eyy
+        std::copy(d + 4 * no, d + 5 * no, d + 2 * no);                  // exy
+      }
+      isa.filter(dmom.data(), filtered, od, oh, ow, w_flip.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
                  scratch.data(), adj.data());
+      // With both inputs: [mx, my, exx, eyy, exy]; with one: [m, e_same, exy].
       const T* f_mx = adj.data();
-      const T* f_my = f_mx + nt;
-      const T* f_exx = f_my + nt;
-      const T* f_eyy = f_exx + nt;
-      const T* f_exy = f_eyy + nt;
+      const T* f_my = filtered == 5 ? f_mx + nt : f_mx;
+      const T* f_exx = filtered == 5 ? f_my + nt : f_mx + nt;
+      const T* f_eyy = filtered == 5 ? f_exx + nt : f_exx;
+      const T* f_exy = filtered == 5 ? f_eyy + nt : f_mx + 2 * nt;
       for (int64_t dd = 0; dd < td; ++dd)
         for (int64_t hh = 0; hh < th; ++hh) {
           const int64_t in_row = ((dd + g.kd - 1) * ih + hh + g.k - 1) * iw + g.k - 1;
           const int64_t t_row = (dd * th + hh) * tw;
           const int64_t p_row = plane * padded_size + ((pd0 + dd) * g.Hp + ph0 + hh) * g.Wp + pw0;
-          for (int64_t ww = 0; ww < tw; ++ww) {
-            const T xv = xs[in_row + ww], yv = ys[in_row + ww];
-            const int64_t i = t_row + ww;
-            px[p_row + ww] = f_mx[i] + T(2) * xv * f_exx[i] + yv * f_exy[i];
-            py[p_row + ww] = f_my[i] + T(2) * yv * f_eyy[i] + xv * f_exy[i];
-          }
+          if (px != nullptr)
+            for (int64_t ww = 0; ww < tw; ++ww) {
+              const int64_t i = t_row + ww;
+              px[p_row + ww] = f_mx[i] + T(2) * xs[in_row + ww] * f_exx[i] + ys[in_row + ww] * f_exy[i];
+            }
+          if (py != nullptr)
+            for (int64_t ww = 0; ww < tw; ++ww) {
+              const int64_t i = t_row + ww;
+              py[p_row + ww] = f_my[i] + T(2) * ys[in_row + ww] * f_eyy[i] + xs[in_row + ww] * f_exy[i];
+            }
         }
     }
   });
 
   // Fold the padded gradient onto the inputs and add the |x - y| term: sign(x - y) * gl.
-  at::Tensor grad_x = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  at::Tensor grad_y = at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous));
-  scalar_t* gx = grad_x.data_ptr<scalar_t>();
-  scalar_t* gy = grad_y.data_ptr<scalar_t>();
+  at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous))
+                             : at::empty({0}, x.options());
+  at::Tensor grad_y = need_y ? at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous))
+                             : at::empty({0}, y.options());
+  scalar_t* gx = need_x ? grad_x.data_ptr<scalar_t>() : nullptr;
+  scalar_t* gy = need_y ? grad_y.data_ptr<scalar_t>() : nullptr;
   at::parallel_for(0, g.planes() * g.D * g.H, 16, [&](int64_t begin, int64_t end) {
     int64_t sd[3], sh[3], sw[3];
     for (int64_t row = begin; row < end; ++row) {
@@ -172,8 +193,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
           for (int j = 0; j < nsh; ++j)
             for (int l = 0; l < nsw; ++l) {
               const int64_t p = plane * padded_size + (sd[i] * g.Hp + sh[j]) * g.Wp + sw[l];
-              ax += px[p];
-              ay += py[p];
+              if (px != nullptr) ax += px[p];
+              if (py != nullptr) ay += py[p];
             }
         if (gl.data != nullptr) {
           const T diff = static_cast<T>(xr[wq * st[2]]) - static_cast<T>(yr[wq * st[2]]);
@@ -181,18 +202,17 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
           ax += s;
           ay -= s;
         }
-        gx[row * g.W + wq] = static_cast<scalar_t>(ax);
-        gy[row * g.W + wq] = static_cast<scalar_t>(ay);
+        if (gx != nullptr) gx[row * g.W + wq] = static_cast<scalar_t>(ax);
+        if (gy != nullptr) gy[row * g.W + wq] = static_cast<scalar_t>(ay);
       };
       for (int64_t wq = 0; wq < g.W; ++wq) {
         if (wq == single_lo && single_lo < single_hi && nsd == 1 && nsh == 1 && gl.data == nullptr) {
           const int64_t shift = g.mode == kSsimValid ? 0 : g.r;
-          const T* pxr = px + plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;
-          const T* pyr = py + plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;
-          for (int64_t q = single_lo; q < single_hi; ++q) {
-            gx[row * g.W + q] = static_cast<scalar_t>(pxr[q]);
-            gy[row * g.W + q] = static_cast<scalar_t>(pyr[q]);
-          }
+          const int64_t src = plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;
+          if (gx != nullptr)
+            for (int64_t q = single_lo; q < single_hi; ++q) gx[row * g.W + q] = static_cast<scalar_t>(px[src + q]);
+          if (gy != nullptr)
+            for (int64_t q = single_lo; q < single_hi; ++q) gy[row * g.W + q] = static_cast<scalar_t>(py[src + q]);
           wq = single_hi - 1;
           continue;
         }
@@ -207,15 +227,16 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
 std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_ssim, const std::optional<at::Tensor>& grad_cs,
                                                      const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
                                                      const at::Tensor& y, const at::Tensor& window, double c1,
-                                                     double c2, int64_t padding) {
+                                                     double c2, int64_t padding, std::array<bool, 2> output_mask) {
   const SsimBackwardArgs a = check_ssim_backward_inputs(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding);
   TORCH_CHECK(x.device().is_cpu(), "fastperc: ssim_backward_cpu got a tensor on ", x.device());
+  if (!output_mask[0] && !output_mask[1]) return {at::empty({0}, x.options()), at::empty({0}, y.options())};
   const at::Tensor w = window.contiguous();
   std::tuple<at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cpu", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     out = ssim_backward_typed<scalar_t, T>(grad_ssim, a.grad_cs, a.grad_l1, x, y, w, a.g, static_cast<T>(c1),
-                                           static_cast<T>(c2));
+                                           static_cast<T>(c2), output_mask[0], output_mask[1]);
   });
   return out;
 }

@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
+#include <array>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -78,15 +79,16 @@ __global__ void fold_to_inputs(const T* __restrict__ f, int64_t padded_total, co
       ax += v;
       ay -= v;
     }
-    gx[i] = static_cast<scalar_t>(ax);
-    gy[i] = static_cast<scalar_t>(ay);
+    if (gx != nullptr) gx[i] = static_cast<scalar_t>(ax);
+    if (gy != nullptr) gy[i] = static_cast<scalar_t>(ay);
   }
 }
 
 template <typename scalar_t, typename T>
 std::tuple<at::Tensor, at::Tensor> backward_typed(const at::Tensor& grad_ssim, const at::Tensor& grad_cs,
                                                   const at::Tensor& grad_l1, const at::Tensor& x, const at::Tensor& y,
-                                                  const at::Tensor& window, const SsimGeometry& geo, T c1, T c2) {
+                                                  const at::Tensor& window, const SsimGeometry& geo, T c1, T c2,
+                                                  bool need_x, bool need_y) {
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   const Dims g = dims_of(geo);
   const int64_t planes = geo.planes();
@@ -122,12 +124,16 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const at::Tensor& grad_ssim, c
       cur.const_data_ptr<T>(), 5 * planes * g.Dp * g.Hp, g.Wo, 1, w, g.k, f.data_ptr<T>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
 
-  at::Tensor gx = at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous));
-  at::Tensor gy = at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous));
+  // An unwanted gradient comes back empty; its fold writes are skipped (the filters are shared).
+  at::Tensor gx = need_x ? at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous))
+                         : at::empty({0}, x.options());
+  at::Tensor gy = need_y ? at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous))
+                         : at::empty({0}, y.options());
   const int64_t total = planes * geo.image_size();
   fold_to_inputs<scalar_t, T><<<grid_for(total), kThreads, 0, stream>>>(
       f.const_data_ptr<T>(), padded_total, x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x),
-      g, weights_of<T>(grad_l1), total, gx.data_ptr<scalar_t>(), gy.data_ptr<scalar_t>());
+      g, weights_of<T>(grad_l1), total, need_x ? gx.data_ptr<scalar_t>() : nullptr,
+      need_y ? gy.data_ptr<scalar_t>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return {gx, gy};
 }
@@ -136,16 +142,17 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad_ssi
                                                       const std::optional<at::Tensor>& grad_cs,
                                                       const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
                                                       const at::Tensor& y, const at::Tensor& window, double c1,
-                                                      double c2, int64_t padding) {
+                                                      double c2, int64_t padding, std::array<bool, 2> output_mask) {
   const SsimBackwardArgs a = check_ssim_backward_inputs(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding);
   TORCH_CHECK(x.is_cuda(), "fastperc: the CUDA ssim_backward kernel got a tensor on ", x.device());
+  if (!output_mask[0] && !output_mask[1]) return {at::empty({0}, x.options()), at::empty({0}, y.options())};
   const c10::cuda::CUDAGuard guard(x.device());
   const at::Tensor w = window.contiguous();
   std::tuple<at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cuda", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     out = backward_typed<scalar_t, T>(grad_ssim, a.grad_cs, a.grad_l1, x, y, w, a.g, static_cast<T>(c1),
-                                      static_cast<T>(c2));
+                                      static_cast<T>(c2), output_mask[0], output_mask[1]);
   });
   return out;
 }
