@@ -46,7 +46,7 @@ def _cmd_bench(args) -> int:
             with open(args.json, "w") as fh:
                 json.dump(result, fh, indent=1)
         return 0
-    ops = bench.OPS if args.op == "all" else (args.op,)
+    ops = bench.DEFAULT_OPS if args.op == "all" else (args.op,)
     dtype = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
              "bfloat16": torch.bfloat16}[args.dtype]
     result = bench.run(ops=ops, device=args.device, quick=args.quick, dtype=dtype)
@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
     b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
     b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "ssim3d", "subm", "perceptual", "all"),
-                   default="all", help="all = the Gram and SSIM families; subm = sparse convolution on a "
+                   default="all", help="all = the Gram and 2D SSIM families; ssim3d = volumes; subm = sparse convolution on a "
                    "LiDAR scan; perceptual = a VGG19 style-transfer step")
     b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm (key 'pc'); default shared/data/lidar_scan.npz")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

@@ -94,3 +94,13 @@ def test_benchmark_suites_collect():
                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "test_bench_perceptual.py" in out.stdout and "test_bench_gram.py" in out.stdout
+
+
+def test_bench_quick_ssim3d(tmp_path):
+    path = tmp_path / "ssim3d.json"
+    out = run_cli("bench", "--quick", "--op", "ssim3d", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(path.read_text())["rows"]
+    assert {"fastperc", "reference"} <= {r["impl"] for r in rows}
+    for r in rows:
+        assert r["shape"].count("x") == 4 and r["err"] < 1e-4, r
