@@ -48,30 +48,34 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _build_vgg(args, command: str):
-    """The VGG of --arch with --weights, printing the random-weights warning as a plain note."""
-    from fastperc.models import VGG
-
+def _with_notes(command: str, build):
+    """build(), with its warnings (random weights, missing LPIPS heads) printed as plain notes."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        extractor = VGG(args.arch, weights=args.weights, pool=args.pool)
+        result = build()
     for w in caught:
         _say(command, f"note: {str(w.message).removeprefix('fastperc: ')}")
-    return extractor
+    return result
 
 
-def _layers(text: str, extractor) -> tuple[str, ...]:
+def _build_vgg(args, command: str):
+    from fastperc.models import VGG
+
+    return _with_notes(command, lambda: VGG(args.arch, weights=args.weights, pool=args.pool))
+
+
+def _layers(text: str, extractor, option: str = "--layers") -> tuple[str, ...]:
     layers = tuple(s.strip() for s in text.split(",") if s.strip())
     for name in layers:
         extractor.index_of(name)
     if not layers:
-        raise ValueError("--layers names no layer")
+        raise ValueError(f"{option} names no layer")
     return layers
 
 
-def _add_optimisation_args(p, steps: int):
+def _add_optimisation_args(p, steps: int, size_help: str):
     p.add_argument("-o", "--output", required=True, help="image file to write (.png, .jpg, ...)")
-    p.add_argument("--size", type=_positive(int), default=256, help="longer side of the output in pixels")
+    p.add_argument("--size", type=_positive(int), default=256, help=size_help)
     p.add_argument("--steps", type=_positive(int), default=steps, help="optimisation steps")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--lr", type=_positive(float), help="step size (default 1 for L-BFGS, 0.02 for Adam)")
@@ -142,7 +146,7 @@ def cmd_style(args) -> int:
             _say("style", f"{path}: {n}")
     extractor = _build_vgg(args, "style")
     style_layers = _layers(args.layers, extractor)
-    content_layers = _layers(args.content_layers, extractor)
+    content_layers = _layers(args.content_layers, extractor, "--content-layers")
 
     def run(device, progress, snapshot_every):
         ext = extractor.to(device)
@@ -166,11 +170,7 @@ def cmd_compare(args) -> int:
                              "alexnet/vgg16/squeezenet1_1 state_dict, matching --lpips-net)")
         from fastperc.losses.lpips import LPIPS
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            lpips_model = LPIPS(args.lpips_net, weights=args.lpips_weights)
-        for w in caught:
-            _say("compare", f"note: {str(w.message).removeprefix('fastperc: ')}")
+        lpips_model = _with_notes("compare", lambda: LPIPS(args.lpips_net, weights=args.lpips_weights))
     a_is_dir, b_is_dir = os.path.isdir(args.a), os.path.isdir(args.b)
     if a_is_dir != b_is_dir:
         raise ValueError(f"compare takes two image files or two folders; {args.a if a_is_dir else args.b} is a folder")
@@ -212,7 +212,7 @@ def add_parsers(sub) -> None:
 
     t = sub.add_parser("texture", help="Gatys texture synthesis from noise")
     t.add_argument("style", help="texture image to imitate")
-    _add_optimisation_args(t, steps=200)
+    _add_optimisation_args(t, steps=200, size_help="side of the square output in pixels")
     t.add_argument("--style-size", type=_positive(int), help="longer side the texture is resized to (default --size)")
     t.add_argument("--layers", default=",".join(GATYS_STYLE_LAYERS), help="comma-separated style layers")
     t.add_argument("--tv-weight", type=_non_negative_float, default=0.0,
@@ -222,7 +222,7 @@ def add_parsers(sub) -> None:
     s = sub.add_parser("style", help="Gatys style transfer")
     s.add_argument("content", help="image whose content is kept")
     s.add_argument("style", help="image whose style is imitated")
-    _add_optimisation_args(s, steps=200)
+    _add_optimisation_args(s, steps=200, size_help="longer side of the output (the content is resized to it)")
     s.add_argument("--style-size", type=_positive(int), help="longer side the style image is resized to")
     s.add_argument("--layers", default=",".join(GATYS_STYLE_LAYERS), help="comma-separated style layers")
     s.add_argument("--content-layers", default=",".join(GATYS_CONTENT_LAYERS))
