@@ -15,7 +15,9 @@ def check_coords(coords, name: str = "coords") -> torch.Tensor:
         raise TypeError(f"{name} must be int32 (batch, x, y, z), got {coords.dtype}")
     if coords.dim() != 2 or coords.shape[1] != 4:
         raise ValueError(f"{name} must be (N, 4) = (batch, x, y, z), got shape {tuple(coords.shape)}")
-    if coords.numel() and (coords.min() < 0 or coords.max() >= KEY_LIMIT):
+    # Data-dependent checks run eagerly; under torch.compile the kernel-map op rejects out-of-range and
+    # duplicate sites itself (TORCH_CHECK), and a graph cannot branch on tensor values.
+    if not torch.compiler.is_compiling() and coords.numel() and (coords.min() < 0 or coords.max() >= KEY_LIMIT):
         bad = coords[((coords < 0) | (coords >= KEY_LIMIT)).any(1)][0].tolist()
         raise ValueError(f"{name}: every component must lie in [0, {KEY_LIMIT - 1}] (negative batch index or "
                          f"coordinate out of the key space), first bad site {bad}")
@@ -46,7 +48,7 @@ class SparseTensor:
         spatial_shape = tuple(int(v) for v in spatial_shape)
         if len(spatial_shape) != 3 or min(spatial_shape) < 1 or max(spatial_shape) > KEY_LIMIT:
             raise ValueError(f"spatial_shape must be 3 sizes in [1, {KEY_LIMIT}], got {spatial_shape}")
-        if _check and len(coords):
+        if _check and not torch.compiler.is_compiling() and len(coords):
             if (coords[:, 1:] >= torch.tensor(spatial_shape, device=coords.device)).any():
                 raise ValueError(f"coordinates must lie inside spatial_shape {spatial_shape}")
             keys = coord_keys(coords)
