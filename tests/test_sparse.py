@@ -191,6 +191,13 @@ def test_edge_cases_and_errors():
                                              torch.tensor([[0, 1, 1, 1]], dtype=torch.int32), [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
     with pytest.raises(RuntimeError, match="kernel map entries"):
         torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 5]]))
+    with pytest.raises(RuntimeError, match="kernel map entries.*got -2"):
+        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, -2]]))
+    good, grad = torch.tensor([[0, 1]]), torch.randn(2, 1)
+    with pytest.raises(RuntimeError, match="kernel map entries"):
+        torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 7]]))
+    with pytest.raises(RuntimeError, match="kernel map entries"):  # inv_map rows index the outputs (2 here)
+        torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), good, torch.tensor([[0, 2]]))
 
 
 def test_voxelize_and_layers_on_the_real_scan():

@@ -24,6 +24,36 @@ namespace {
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
+[[noreturn]] void bad_map_entry(int64_t value, int64_t n_rows) {
+  TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
+}
+
+// Per offset k, the outputs j that have that neighbour (map[k, j] >= 0), in increasing order. The same
+// pass checks every entry is -1 or a row < n_rows, so a bad map fails before any row is read and the
+// check costs no extra pass over the (K, N_out) map.
+std::vector<std::vector<int64_t>> pairs_per_offset(const int64_t* map, int64_t volume, int64_t n_out,
+                                                   int64_t n_rows) {
+  std::vector<std::vector<int64_t>> outputs(static_cast<size_t>(volume));
+  std::vector<int64_t> bad(static_cast<size_t>(volume), -1);  // first bad entry's index per offset
+  at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const int64_t* mk = map + k * n_out;
+      for (int64_t j = 0; j < n_out; ++j) {
+        const int64_t v = mk[j];
+        if (v >= 0) {
+          if (v >= n_rows && bad[k] < 0) bad[k] = j;
+          outputs[k].push_back(j);
+        } else if (v != -1 && bad[k] < 0) {
+          bad[k] = j;
+        }
+      }
+    }
+  });
+  for (int64_t k = 0; k < volume; ++k)
+    if (bad[k] >= 0) bad_map_entry(map[k * n_out + bad[k]], n_rows);
+  return outputs;
+}
+
 // out[j] = sum_k rows[map[k, j]] @ w[k], rows (n_rows, cin), w (K, cin, cout) -> out (n_out, cout).
 // Work items are blocks of consecutive output rows (small enough to stay in L2). Within a block, offset
 // by offset in order, the offset's pairs are cut into tiles of mr, gathered into a k-major panel,
@@ -31,8 +61,8 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // neighbours cost work, every output row adds its terms in offset order whatever the thread count,
 // and sorted sites make the gathered inputs of a block nearly contiguous.
 template <typename T>
-void gather_gemm(const T* rows, int64_t cin, const int64_t* map, int64_t volume, int64_t n_out, const T* w,
-                 int64_t cout, T* out) {
+void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int64_t* map, int64_t volume, int64_t n_out,
+                 const T* w, int64_t cout, T* out) {
   const GramTile<T> tile = active_gram_tile<T>();
   const int mr = tile.mr, nr = tile.nr;
   const int64_t coutp = round_up(cout, nr);
@@ -41,13 +71,7 @@ void gather_gemm(const T* rows, int64_t cin, const int64_t* map, int64_t volume,
   for (int64_t k = 0; k < volume; ++k)
     for (int64_t c = 0; c < cin; ++c)
       std::copy(w + (k * cin + c) * cout, w + (k * cin + c + 1) * cout, &wp[(k * cin + c) * coutp]);
-  // Per offset, the outputs that have that neighbour, in increasing order.
-  std::vector<std::vector<int64_t>> outputs(static_cast<size_t>(volume));
-  at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k)
-      for (int64_t j = 0; j < n_out; ++j)
-        if (map[k * n_out + j] >= 0) outputs[k].push_back(j);
-  });
+  const std::vector<std::vector<int64_t>> outputs = pairs_per_offset(map, volume, n_out, n_rows);
   const int64_t block = std::max<int64_t>(mr, (int64_t{256} * 1024 / (static_cast<int64_t>(sizeof(T)) * coutp)) / mr * mr);
   at::parallel_for(0, (n_out + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> panel(static_cast<size_t>(cin * mr)), acc(static_cast<size_t>(mr * coutp));
@@ -83,11 +107,13 @@ void gather_gemm(const T* rows, int64_t cin, const int64_t* map, int64_t volume,
   });
 }
 
+// One pass (min and max together) over a map that is read without pairs_per_offset.
 void check_map_rows(const at::Tensor& kmap, int64_t n_rows) {
   if (kmap.numel() == 0) return;
-  const int64_t hi = kmap.max().item<int64_t>(), lo = kmap.min().item<int64_t>();
-  TORCH_CHECK(lo >= -1 && hi < n_rows, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows,
-              "), got range [", lo, ", ", hi, "]");
+  const auto [lo_t, hi_t] = at::aminmax(kmap);
+  const int64_t lo = lo_t.item<int64_t>(), hi = hi_t.item<int64_t>();
+  if (lo < -1) bad_map_entry(lo, n_rows);
+  if (hi >= n_rows) bad_map_entry(hi, n_rows);
 }
 
 at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
@@ -95,14 +121,13 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, co
   check_sparse_features(feats, weight);
   check_kernel_map(kmap, weight.size(0), feats);
   TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_cpu got a tensor on ", feats.device());
-  check_map_rows(kmap, feats.size(0));
   const at::Tensor f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t n_out = m.size(1), cout = w.size(2);
   at::Tensor out = at::empty({n_out, cout}, f.options());
   if (n_out == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_cpu", [&] {
-    gather_gemm<scalar_t>(f.const_data_ptr<scalar_t>(), f.size(1), m.const_data_ptr<int64_t>(), w.size(0), n_out,
-                          w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
+    gather_gemm<scalar_t>(f.const_data_ptr<scalar_t>(), f.size(0), f.size(1), m.const_data_ptr<int64_t>(), w.size(0),
+                          n_out, w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
   });
   return out;
 }
@@ -128,8 +153,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   if (inv_map.has_value() && inv_map->defined()) {
     check_kernel_map(*inv_map, volume, f);
     TORCH_CHECK(inv_map->size(1) == n_in, "fastperc: inv_map must be (K, N_in = ", n_in, "), got ", inv_map->sizes());
-    check_map_rows(*inv_map, n_out);
-    inv = inv_map->contiguous();
+    inv = inv_map->contiguous();  // its entries are checked (< N_out) by gather_gemm's first pass
   } else {
     inv = at::full({volume, n_in}, -1, m.options());
     const int64_t* pm = m.const_data_ptr<int64_t>();
@@ -141,8 +165,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
     using T = scalar_t;
     const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
-    gather_gemm<T>(g.const_data_ptr<T>(), cout, inv.const_data_ptr<int64_t>(), volume, n_in, wt.const_data_ptr<T>(),
-                   cin, grad_feats.data_ptr<T>());
+    gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int64_t>(), volume, n_in,
+                   wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>());
 
     // dW[k] (cin x cout) = sum over pairs (i, j) of x[i]^T g[j], in chunks of 256 pairs.
     const GramTile<T> tile = active_gram_tile<T>();
