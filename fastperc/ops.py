@@ -123,6 +123,9 @@ def _ssim_setup(ctx, inputs, output):
     x, y, window, c1, c2, padding = inputs
     ctx.save_for_backward(x, y, window)
     ctx.c1, ctx.c2, ctx.padding = c1, c2, padding
+    # Outputs the loss does not use (CS in plain SSIM, |x - y| outside the L1 + SSIM loss) get None
+    # instead of zero tensors, so the kernel skips their terms instead of multiplying zeros per pixel.
+    ctx.set_materialize_grads(False)
 
 
 def _per_pixel(grad_bc, shape):
@@ -152,6 +155,8 @@ register_autograd("fastperc::ssim", _ssim_backward, setup_context=_ssim_setup)
 
 
 def _ssim_map_backward(ctx, grad_map):
+    if grad_map is None:  # not materialised (see _ssim_setup)
+        return None, None, None, None, None, None
     x, y, window = ctx.saved_tensors
     need = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
     gx, gy = torch.ops.fastperc.ssim_backward(grad_map, None, None, x, y, window, ctx.c1, ctx.c2, ctx.padding, need)

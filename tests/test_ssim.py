@@ -221,3 +221,17 @@ def test_backward_output_mask_computes_only_what_is_asked(shape, padding):
     xe = x.clone().requires_grad_(True)
     (want,) = torch.autograd.grad(reference.ssim(xe, y, w, C1, C2, PADS[padding])[0].sum(), xe)
     assert rel_err(got, want) < 1e-10
+
+
+@pytest.mark.parametrize("used", [(0,), (1,), (2,), (0, 2), (1, 2)], ids=str)
+def test_backward_when_only_some_outputs_are_used(used):
+    """Unused outputs reach the backward as None (not zero tensors): each subset still gives the
+    reference's gradient."""
+    x, y = pair((2, 3, 30, 27))
+    w = win(11)
+    xr, xe = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    got = torch.ops.fastperc.ssim(xr, y, w, C1, C2, 1)
+    want = reference.ssim(xe, y, w, C1, C2, 1)
+    (gk,) = torch.autograd.grad(sum(got[i].sum() * (i + 1) for i in used), xr)
+    (gr,) = torch.autograd.grad(sum(want[i].sum() * (i + 1) for i in used), xe)
+    assert rel_err(gk, gr) < 1e-10
