@@ -206,13 +206,30 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
         if (gy != nullptr) gy[row * g.W + wq] = static_cast<scalar_t>(ay);
       };
       for (int64_t wq = 0; wq < g.W; ++wq) {
-        if (wq == single_lo && single_lo < single_hi && nsd == 1 && nsh == 1 && gl.data == nullptr) {
+        const bool plane_l1 = gl.data != nullptr && gl.per_plane();
+        if (wq == single_lo && single_lo < single_hi && nsd == 1 && nsh == 1 && (gl.data == nullptr || plane_l1)) {
           const int64_t shift = g.mode == kSsimValid ? 0 : g.r;
           const int64_t src = plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;
-          if (gx != nullptr)
-            for (int64_t q = single_lo; q < single_hi; ++q) gx[row * g.W + q] = static_cast<scalar_t>(px[src + q]);
-          if (gy != nullptr)
-            for (int64_t q = single_lo; q < single_hi; ++q) gy[row * g.W + q] = static_cast<scalar_t>(py[src + q]);
+          // The |x - y| term of the L1 + SSIM loss, sign(x - y) * gl, with gl one value per plane.
+          const T l1 = plane_l1 ? gl.at(b, c, 0, 0, 0) : T(0);
+          auto l1_term = [&](int64_t q) {
+            const T diff = static_cast<T>(xr[q * st[2]]) - static_cast<T>(yr[q * st[2]]);
+            return diff > T(0) ? l1 : (diff < T(0) ? -l1 : T(0));
+          };
+          if (gx != nullptr) {
+            if (plane_l1)
+              for (int64_t q = single_lo; q < single_hi; ++q)
+                gx[row * g.W + q] = static_cast<scalar_t>(px[src + q] + l1_term(q));
+            else
+              for (int64_t q = single_lo; q < single_hi; ++q) gx[row * g.W + q] = static_cast<scalar_t>(px[src + q]);
+          }
+          if (gy != nullptr) {
+            if (plane_l1)
+              for (int64_t q = single_lo; q < single_hi; ++q)
+                gy[row * g.W + q] = static_cast<scalar_t>(py[src + q] - l1_term(q));
+            else
+              for (int64_t q = single_lo; q < single_hi; ++q) gy[row * g.W + q] = static_cast<scalar_t>(py[src + q]);
+          }
           wq = single_hi - 1;
           continue;
         }
