@@ -1,5 +1,6 @@
 """`fastperc bench --op subm`: submanifold 3x3x3 convolution on a real LiDAR scan (or a synthetic one),
-fastperc vs its pure-PyTorch reference vs spconv (optional: pip install spconv), in one process.
+fastperc vs its pure-PyTorch reference vs spconv (optional: pip install spconv), in one process; and
+on a crop of the grid, fastperc vs dense conv3d over the whole crop.
 
 Modes: "map" builds the kernel map only; "fwd" runs the convolution on a prebuilt map (spconv: its
 cached indices); "fwd+bwd" adds the backward to features and weights. For spconv, "map" is derived
@@ -21,6 +22,10 @@ DEFAULT_SCAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
                             "lidar_scan.npz")
 WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
 QUICK_WORKLOADS = [(0.4, 16)]
+# The dense comparison: conv3d over a box of the grid around the scan's median site, against the
+# submanifold convolution of the sites inside the box (equal at those sites).
+CROP = (96, 96, 32)
+QUICK_CROP = (16, 16, 8)
 
 
 def load_points(path: str | None):
@@ -49,7 +54,8 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
     points, source = load_points(scan)
     rows = []
     spc = _spconv()
-    for voxel, channels in (QUICK_WORKLOADS if quick else WORKLOADS):
+    workloads = QUICK_WORKLOADS if quick else WORKLOADS
+    for voxel, channels in workloads:
         base = voxelize(points, voxel)
         n = len(base.coords)
         g = torch.Generator().manual_seed(0)
@@ -85,6 +91,8 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
             rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(conv), truth_grad, None, min_time))
         if spc is not None:
             rows.extend(_spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time))
+        if channels == max(c for v, c in workloads if v == voxel):
+            rows.extend(_crop_rows(base, voxel, channels, CROP if not quick else QUICK_CROP, min_time))
     for mode in ("map", "fwd", "fwd+bwd"):
         for shape in {r["shape"] for r in rows}:
             group = [r for r in rows if r["mode"] == mode and r["shape"] == shape]
@@ -92,6 +100,51 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
             for r in group:
                 r["fastperc_speedup"] = r["ms"] / fast if fast else float("nan")
     return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None}
+
+
+def _crop_rows(base, voxel, channels, box, min_time):
+    c = base.coords
+    centre = c[:, 1:].median(0).values
+    lo = (centre - torch.tensor(box) // 2).clamp_min(0)
+    inside = ((c[:, 1:] >= lo) & (c[:, 1:] < lo + torch.tensor(box))).all(1)
+    coords = c[inside].clone()
+    coords[:, 1:] -= lo.to(torch.int32)
+    coords[:, 0] = 0
+    n = len(coords)
+    if n == 0:
+        return []
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(n, channels, generator=g)
+    weight = torch.randn(27, channels, channels, generator=g) / (27 * channels) ** 0.5
+    grad = torch.randn(n, channels, generator=g)
+    kmap = SF.kernel_map(coords, coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+    dense_w = weight.reshape(3, 3, 3, channels, channels).permute(4, 3, 0, 1, 2).contiguous()
+    idx = coords[:, 1:].long()
+    truth_fwd = reference.sparse.conv(feats.double(), weight.double(), kmap)
+    density = n / (box[0] * box[1] * box[2])
+    shape = f"{int(voxel * 100)}cm C={channels} crop {box[0]}x{box[1]}x{box[2]} ({density:.1%})"
+
+    def dense_fwd(f):
+        grid = f.new_zeros((1, channels) + tuple(box))
+        grid[0, :, idx[:, 0], idx[:, 1], idx[:, 2]] = f.t()
+        out = torch.nn.functional.conv3d(grid, dense_w, padding=1)
+        return out[0, :, idx[:, 0], idx[:, 1], idx[:, 2]].t()
+
+    def fwd_bwd(fn):
+        def run_once():
+            f = feats.detach().requires_grad_(True)
+            (g_f,) = torch.autograd.grad((fn(f) * grad).sum(), f)
+            return g_f
+        return run_once
+
+    f64 = feats.double().requires_grad_(True)
+    (truth_grad,) = torch.autograd.grad((reference.sparse.conv(f64, weight.double(), kmap) * grad.double()).sum(), f64)
+    sparse_fwd = lambda f: torch.ops.fastperc.sparse_conv(f, weight, kmap)  # noqa: E731
+    rows = []
+    for impl, fn in (("fastperc", sparse_fwd), ("dense conv3d", dense_fwd)):
+        rows.append(_row("fwd", shape, impl, n, lambda fn=fn: fn(feats), truth_fwd, None, min_time))
+        rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(fn), truth_grad, None, min_time))
+    return rows
 
 
 def _row(mode, shape, impl, n, fn, truth, note, min_time):
@@ -144,10 +197,10 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
 def format_table(result: dict) -> str:
     lines = [f"submanifold 3x3x3 conv, scan: {result['source']}, threads={result['threads']}"
              + ("" if result["spconv"] else " (spconv not installed: pip install spconv)")]
-    cols = f"{'mode':<9}{'workload':<22}{'impl':<11}{'ms':>10}{'Msites/s':>10}{'fastperc speedup':>18}{'err':>10}"
+    cols = f"{'mode':<9}{'workload':<38}{'impl':<14}{'ms':>10}{'Msites/s':>10}{'fastperc speedup':>18}{'err':>10}"
     lines += [cols, "-" * len(cols)]
     for r in sorted(result["rows"], key=lambda r: (r["shape"], ("map", "fwd", "fwd+bwd").index(r["mode"]))):
         err = f"{r['err']:.1e}" if r["err"] is not None else "-"
-        lines.append(f"{r['mode']:<9}{r['shape']:<22}{r['impl']:<11}{r['ms']:>10.2f}{r['msites_s']:>10.2f}"
+        lines.append(f"{r['mode']:<9}{r['shape']:<38}{r['impl']:<14}{r['ms']:>10.2f}{r['msites_s']:>10.2f}"
                      f"{r['fastperc_speedup']:>17.2f}x{err:>10}" + (f"  {r['note']}" if r.get("note") else ""))
     return "\n".join(lines)
