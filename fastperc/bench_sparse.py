@@ -22,7 +22,7 @@ DEFAULT_SCAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
                             "lidar_scan.npz")
 WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
 QUICK_WORKLOADS = [(0.4, 16)]
-# The dense comparison: conv3d over a box of the grid around the scan's median site, against the
+# The dense comparison: conv3d over a box of the grid around the scan's middle site, against the
 # submanifold convolution of the sites inside the box (equal at those sites).
 CROP = (96, 96, 32)
 QUICK_CROP = (16, 16, 8)
@@ -104,8 +104,12 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
 
 def _crop_rows(base, voxel, channels, box, min_time):
     c = base.coords
-    centre = c[:, 1:].median(0).values
-    lo = (centre - torch.tensor(box) // 2).clamp_min(0)
+    # Centred on a real site, the one nearest the per-axis median (the median point itself may lie in
+    # empty space), and moved inside the grid.
+    median = c[:, 1:].median(0).values
+    centre = c[(c[:, 1:] - median).abs().sum(1).argmin(), 1:]
+    grid = torch.tensor(base.spatial_shape)
+    lo = (centre - torch.tensor(box) // 2).clamp(min=torch.zeros(3, dtype=grid.dtype), max=(grid - torch.tensor(box)).clamp_min(0))
     inside = ((c[:, 1:] >= lo) & (c[:, 1:] < lo + torch.tensor(box))).all(1)
     coords = c[inside].clone()
     coords[:, 1:] -= lo.to(torch.int32)

@@ -104,3 +104,18 @@ def test_bench_quick_ssim3d(tmp_path):
     assert {"fastperc", "reference"} <= {r["impl"] for r in rows}
     for r in rows:
         assert r["shape"].count("x") == 4 and r["err"] < 1e-4, r
+
+
+def test_bench_quick_subm_with_dense_crop(tmp_path):
+    path = tmp_path / "subm.json"
+    out = run_cli("bench", "--quick", "--op", "subm", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(path.read_text())["rows"]
+    impls = {r["impl"] for r in rows}
+    assert {"fastperc", "reference", "dense conv3d"} <= impls
+    for r in rows:
+        if r["impl"] in ("fastperc", "reference", "dense conv3d") and r["err"] is not None:
+            assert r["err"] < 1e-5, r  # float32 against the float64 reference
+    crop = [r for r in rows if "crop" in r["shape"]]
+    assert {(r["mode"], r["impl"]) for r in crop} == {(m, i) for m in ("fwd", "fwd+bwd")
+                                                       for i in ("fastperc", "dense conv3d")}
