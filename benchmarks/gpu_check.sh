@@ -34,6 +34,8 @@ section "benchmarks (fastperc bench --device cuda)"
 for dtype in float32 float16; do
   fastperc bench --device cuda --dtype "$dtype" --json "$REPORT_DIR/bench_cuda_$dtype.json" 2>&1 | tee -a "$REPORT"
 done
+fastperc bench --device cuda --op ssim3d --json "$REPORT_DIR/bench_cuda_ssim3d.json" 2>&1 | tee -a "$REPORT"
+fastperc bench --device cuda --op perceptual --json "$REPORT_DIR/bench_cuda_perceptual.json" 2>&1 | tee -a "$REPORT"
 section "SSIM under ncu (one launch of each kernel, key metrics)"
 ncu --launch-count 12 --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
   python -c "import torch, fastperc; x=torch.rand(1,3,1080,1920,device='cuda',requires_grad=True); y=torch.rand_like(x); fastperc.ssim(x,y,1.0).backward()" 2>&1 | tail -60 | tee -a "$REPORT"
