@@ -378,3 +378,20 @@ def test_compile_fullgraph_layer_network_with_strided_and_inverse_convolutions()
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
     for got, p in zip(compiled_grads, net.parameters()):
         torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("ks,pd,dl,tr", [
+    ((3, 3, 3), (1, 1, 1), (1, 1, 1), False),   # submanifold 3x3x3
+    ((3, 3, 5), (1, 1, 6), (1, 1, 3), False),   # z dilation 3: first z targets below 0 skipped
+    ((3, 1, 4), (2, 0, 0), (2, 1, 1), False),   # even z kernel, no z padding
+    ((3, 3, 3), (0, 0, 0), (1, 1, 1), True),    # transposed, stride 1
+    ((3, 3, 3), (3, 3, 3), (1, 1, 1), True),    # transposed with padding > (K - 1) d: z offsets upwards
+])
+def test_stride_one_merge_join_map_matches_reference(ks, pd, dl, tr):
+    """The stride-1 kernel map (merge join along z) against the reference, on sites at both z borders,
+    for the map of a tensor's own sites (the same tensor) and for an equal copy of them."""
+    x = random_sparse(shape=(9, 8, 12), density=0.25, seed=3)
+    for out in (x.coords, x.coords.clone()):
+        got = torch.ops.fastperc.sparse_kernel_map(x.coords, out, list(ks), [1, 1, 1], list(pd), list(dl), tr)
+        assert torch.equal(got, reference.sparse.kernel_map(x.coords, out, ks, (1, 1, 1), pd, dl, tr))
+    assert (x.coords[:, 3] == 0).any() and (x.coords[:, 3] == 11).any()

@@ -92,7 +92,8 @@ std::vector<int64_t> site_keys(const at::Tensor& coords) {
 void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys, const at::Tensor& out_c,
                     const std::vector<int64_t>& ks, const std::vector<int64_t>& pd, const std::vector<int64_t>& dl,
                     int64_t* m) {
-  std::vector<int64_t> in_keys = site_keys(in_c);
+  // A submanifold map reads its own sites: their keys are the output keys already computed.
+  const std::vector<int64_t> in_keys = in_c.is_same(out_c) ? out_keys : site_keys(in_c);
   std::vector<int64_t> order(in_keys.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   if (!std::is_sorted(in_keys.begin(), in_keys.end()))
@@ -104,25 +105,43 @@ void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys
                 "; merge duplicates first (fastperc.sparse.voxelize)");
   const int64_t n_out = static_cast<int64_t>(out_keys.size()), n_in = static_cast<int64_t>(sorted.size());
   const auto o = out_c.accessor<int32_t, 2>();
+  // One merge per (kx, ky): the targets of the kz offsets of one output are increasing keys (z - pz,
+  // z - pz + dz, ...), so after the first is found the others are a few steps further. The pointer
+  // of the first target only moves forward over the block, as the output keys are sorted.
   at::parallel_for(0, n_out, 4096, [&](int64_t begin, int64_t end) {
-    int64_t k = 0;
     for (int64_t kx = 0; kx < ks[0]; ++kx)
-      for (int64_t ky = 0; ky < ks[1]; ++ky)
-        for (int64_t kz = 0; kz < ks[2]; ++kz, ++k) {
-          const int64_t dx = kx * dl[0] - pd[0], dy = ky * dl[1] - pd[1], dz = kz * dl[2] - pd[2];
-          const int64_t delta = (dx << 32) + (dy << 16) + dz;
-          int64_t p = std::lower_bound(sorted.begin(), sorted.end(), out_keys[begin] + delta) - sorted.begin();
-          for (int64_t j = begin; j < end; ++j) {
-            const int64_t x = o[j][1] + dx, y = o[j][2] + dy, z = o[j][3] + dz;
+      for (int64_t ky = 0; ky < ks[1]; ++ky) {
+        const int64_t dx = kx * dl[0] - pd[0], dy = ky * dl[1] - pd[1], dz0 = -pd[2];
+        const int64_t delta0 = (dx << 32) + (dy << 16) + dz0;
+        int64_t* rows = m + (kx * ks[1] + ky) * ks[2] * n_out;  // offsets k = (kx Ky + ky) Kz + kz
+        int64_t p = std::lower_bound(sorted.begin(), sorted.end(), out_keys[begin] + delta0) - sorted.begin();
+        for (int64_t j = begin; j < end; ++j) {
+          const int64_t x = o[j][1] + dx, y = o[j][2] + dy, z0 = o[j][3] + dz0;
+          if (x < 0 || y < 0 || x >= kSparseKeyLimit || y >= kSparseKeyLimit) {
+            for (int64_t kz = 0; kz < ks[2]; ++kz) rows[kz * n_out + j] = -1;
+            continue;
+          }
+          // The first target may have z < 0 (then it is no site, and its key borrows from y): start
+          // the pointer at the first z >= 0 target instead.
+          const int64_t first_kz = z0 >= 0 ? 0 : (-z0 + dl[2] - 1) / dl[2];
+          const int64_t base = out_keys[j] + delta0;
+          if (first_kz == 0)
+            while (p < n_in && sorted[p] < base) ++p;
+          int64_t q = p;
+          for (int64_t kz = 0; kz < ks[2]; ++kz) {
+            const int64_t z = z0 + kz * dl[2];
             int64_t found = -1;
-            if (x >= 0 && y >= 0 && z >= 0 && x < kSparseKeyLimit && y < kSparseKeyLimit && z < kSparseKeyLimit) {
-              const int64_t target = out_keys[j] + delta;
-              while (p < n_in && sorted[p] < target) ++p;
-              if (p < n_in && sorted[p] == target) found = order[p];
+            if (z >= 0 && z < kSparseKeyLimit) {
+              const int64_t target = base + kz * dl[2];
+              if (kz == first_kz && first_kz > 0)  // no monotone pointer for this start: search
+                q = std::lower_bound(sorted.begin(), sorted.end(), target) - sorted.begin();
+              while (q < n_in && sorted[q] < target) ++q;
+              if (q < n_in && sorted[q] == target) found = order[q];
             }
-            m[k * n_out + j] = found;
+            rows[kz * n_out + j] = found;
           }
         }
+      }
   });
 }
 
