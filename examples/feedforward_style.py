@@ -24,6 +24,7 @@ import warnings
 
 import torch
 
+from fastperc.apps.patterns import discs
 from fastperc.apps.texture import total_variation
 from fastperc.image import ImageError, read_image, side_by_side, write_image
 from fastperc.losses import PerceptualLoss, VGGStyleLoss
@@ -107,20 +108,6 @@ def random_crops(images, batch, size, generator):
     return torch.stack(crops)
 
 
-def disc_texture(size, generator):
-    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    img = torch.full((3, size, size), 0.92)
-    for _ in range(size // 3):
-        cy, cx = (torch.rand(2, generator=generator) * size).tolist()
-        r = 2 + torch.rand(1, generator=generator).item() * size / 10
-        d = ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()
-        inside = (d < r).float()
-        img = img * (1 - inside) + torch.rand(3, 1, 1, generator=generator) * inside
-        ring = ((d - r).abs() < 1).float()
-        img = img * (1 - ring) + 0.05 * ring
-    return img[None]
-
-
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--style", help="style image (default: a generated disc texture)")
@@ -141,7 +128,7 @@ def main(argv=None) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     torch.manual_seed(args.seed)
     try:
-        style = read_image(args.style, max_side=2 * args.size)[0] if args.style else disc_texture(args.size, gen)
+        style = read_image(args.style, max_side=2 * args.size)[0] if args.style else discs(args.size)
         pool = folder_images(args.images, args.size) if args.images else None
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

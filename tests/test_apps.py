@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fastperc.apps.patterns import discs
 from fastperc.apps.style_transfer import transfer_style
 from fastperc.apps.texture import synthesize_texture
 from fastperc.losses import VGGStyleLoss
@@ -24,18 +25,6 @@ def run_cli(*args, cwd=None):
                           timeout=600, cwd=cwd)
 
 
-def discs(size=48, seed=0):
-    """A texture of coloured discs on a light background, (1, 3, size, size) in [0, 1]."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    img = torch.full((3, size, size), 0.9)
-    for _ in range(size // 4):
-        cy, cx, r = torch.rand(3, generator=g) * torch.tensor([size, size, size / 8]) + torch.tensor([0, 0, 2.0])
-        inside = ((yy - cy) ** 2 + (xx - cx) ** 2 < r**2).float()
-        img = img * (1 - inside) + torch.rand(3, 1, 1, generator=g) * inside
-    return img[None]
-
-
 @pytest.fixture(scope="module")
 def extractor():
     with warnings.catch_warnings():
@@ -44,7 +33,7 @@ def extractor():
 
 
 def test_texture_synthesis_lowers_the_style_loss(extractor):
-    style = discs()
+    style = discs(48)
     layers = ("relu1_1", "relu2_1", "relu3_1")
     judge = VGGStyleLoss(style, layers, extractor=extractor)  # the plain (unbalanced) style loss
     start = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
@@ -59,19 +48,19 @@ def test_texture_synthesis_lowers_the_style_loss(extractor):
 
 
 def test_texture_with_adam(extractor):
-    _, losses, _ = synthesize_texture(discs(), extractor, (24, 24), steps=5, layers=("relu1_1", "relu2_1"),
+    _, losses, _ = synthesize_texture(discs(48), extractor, (24, 24), steps=5, layers=("relu1_1", "relu2_1"),
                                       optimizer="adam", lr=0.05)
     assert losses[-1] < losses[0]
 
 
 def test_style_transfer_lowers_the_loss_and_keeps_content(extractor):
     content = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(1, 3, 32, 32).contiguous()
-    image, losses, _ = transfer_style(content, discs(), extractor, steps=5, style_layers=("relu1_1", "relu2_1"),
+    image, losses, _ = transfer_style(content, discs(48), extractor, steps=5, style_layers=("relu1_1", "relu2_1"),
                                       content_layers=("relu2_2",), tv_weight=0.1)
     assert losses[-1] < losses[0]
     assert image.shape == content.shape
     with pytest.raises(ValueError, match="init"):
-        transfer_style(content, discs(), extractor, steps=1, init="zeros")
+        transfer_style(content, discs(48), extractor, steps=1, init="zeros")
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,19 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
 
 
 def balanced_style_loss(style_features: dict, noise_features: dict) -> StyleLoss:
-    """sum_l E_l(x) / (L * E_l(noise)): the paper's E_l per layer, each divided by its value for
-    uniform noise, so that every scale counts alike and noise scores 1 whatever the backbone's
-    weights (with random filters the first layer's raw E_l is ~1000x the last one's)."""
+    """sum_l E_l(x) / (L * E_l(noise)), E_l the squared distance of Gram matrices per layer, each
+    divided by its value for uniform noise: every scale counts alike and noise scores 1 whatever the
+    backbone's weights (with random filters the first layer's raw E_l is ~1000x the last one's).
+
+    The Grams are averages over positions (normalize="hw"), not the paper's sums: the style image
+    and the output may differ in size, and summed Grams would then differ by the ratio of their areas.
+    """
     layers = list(style_features)
-    at_noise = [StyleLoss([style_features[k]], None, "gatys", "sum")([noise_features[k]]).item() for k in layers]
+    at_noise = [StyleLoss([style_features[k]], None, "hw", "sum")([noise_features[k]]).item() for k in layers]
     if min(at_noise) <= 0.0:
         raise ValueError("the style image has the statistics of uniform noise at some layer; nothing to imitate")
     weights = [1.0 / (len(layers) * e) for e in at_noise]
-    return StyleLoss([style_features[k] for k in layers], weights, "gatys", "sum")
+    return StyleLoss([style_features[k] for k in layers], weights, "hw", "sum")
 
 
 def synthesize_texture(style: torch.Tensor, extractor, size: tuple[int, int], steps: int = 200,
