@@ -4,9 +4,9 @@ L = content_weight * sum_l ||F_l(x) - F_l(c)||^2 / ||F_l(c)||^2            (relu
   + style_weight   * sum_l E_l(x) / (L * E_l(noise))                         (relu1_1 ... relu5_1)
   + tv_weight      * total variation of x
 E_l is the squared distance of the layer's Gram matrices, averaged over positions (fastperc.style_loss,
-normalize="hw") so that style and content images may differ in size. Both terms are
-made relative (the content error to the content's own energy, each style layer to its value for
-uniform noise of the output's size) so the default weights work with any backbone weights, trained or random.
+normalize="hw") so that style and content images may differ in size. Both terms are made relative
+(the content error to the content's own energy, each style layer to its value for uniform noise of
+the output's size), so the default weights work with any backbone weights, trained or random.
 """
 from __future__ import annotations
 

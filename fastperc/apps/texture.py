@@ -36,8 +36,8 @@ def synthesize_texture(style: torch.Tensor, extractor, size: tuple[int, int], st
 
     The start is uniform noise from `seed`, which balanced_style_loss is also normalised with.
     tv_weight adds total variation (mean absolute neighbour difference), which smooths away the
-    pixel noise that random-filter backbones leave unconstrained (0.01 is a good start for them). Returns (image, losses,
-    snapshots); see optimize_image.
+    pixel noise that random-filter backbones leave unconstrained (0.01 is a good start for them).
+    Returns (image, losses, snapshots); see optimize_image.
     """
     layers = tuple(layers)
     gen = torch.Generator().manual_seed(seed)
@@ -45,6 +45,7 @@ def synthesize_texture(style: torch.Tensor, extractor, size: tuple[int, int], st
     with torch.no_grad():
         loss = balanced_style_loss(extractor(style, layers), extractor(image, layers))
     image.requires_grad_(True)
+
     def loss_fn(x):
         total = loss(list(extractor(x, layers).values()))
         return total + tv_weight * total_variation(x) if tv_weight else total
