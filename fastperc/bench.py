@@ -84,7 +84,8 @@ GRAM_IMPLS = {"gram": {"fastperc": gram_matrix, "reference": _ref_gram, "torch":
 # --- SSIM family: each implementation with the fastperc preset that reproduces it --------------
 
 
-def _ssim_impls():
+def _ssim_impls(volumetric: bool = False):
+    """Each SSIM implementation with its preset; volumetric: the peers that take (B, C, D, H, W)."""
     pm, kornia, tm, piq = _peer("pytorch_msssim"), _peer("kornia"), _peer("torchmetrics.functional.image"), _peer("piq")
     impls = {
         "fastperc": ("pytorch_msssim", lambda x, y: ssim(x, y, 1.0)),
@@ -93,9 +94,12 @@ def _ssim_impls():
     if pm is not None:
         impls["pytorch_msssim"] = ("pytorch_msssim", lambda x, y: pm.ssim(x, y, data_range=1.0))
     if kornia is not None:
-        impls["kornia"] = ("kornia", lambda x, y: kornia.metrics.ssim(x, y, 11).mean())
+        kornia_ssim = kornia.metrics.ssim3d if volumetric else kornia.metrics.ssim
+        impls["kornia"] = ("kornia", lambda x, y: kornia_ssim(x, y, 11).mean())
     if tm is not None:
         impls["torchmetrics"] = ("torchmetrics", lambda x, y: tm.structural_similarity_index_measure(x, y, data_range=1.0))
+    if volumetric:  # piq and skimage's gaussian SSIM are 2D only
+        return impls
     if piq is not None:
         impls["piq"] = ("pytorch_msssim", lambda x, y: piq.ssim(x, y, data_range=1.0, downsample=False))
     skimage = _peer("skimage.metrics")
@@ -132,18 +136,6 @@ def _gs_ssim(img1, img2):
     return (((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 * mu1 + mu2 * mu2 + c1) * (s1 + s2 + c2))).mean()
 
 
-def _ssim3d_impls():
-    pm, kornia, tm = _peer("pytorch_msssim"), _peer("kornia"), _peer("torchmetrics.functional.image")
-    impls = {"fastperc": ("pytorch_msssim", lambda x, y: ssim(x, y, 1.0)), "reference": ("pytorch_msssim", None)}
-    if pm is not None:
-        impls["pytorch_msssim"] = ("pytorch_msssim", lambda x, y: pm.ssim(x, y, data_range=1.0))
-    if kornia is not None:
-        impls["kornia"] = ("kornia", lambda x, y: kornia.metrics.ssim3d(x, y, 11).mean())
-    if tm is not None:
-        impls["torchmetrics"] = ("torchmetrics", lambda x, y: tm.structural_similarity_index_measure(x, y, data_range=1.0))
-    return impls
-
-
 def _l1ssim_impls():
     return {"fastperc": ("3dgs", lambda x, y: l1_ssim_loss(x, y)), "reference": ("3dgs", None),
             "torch (3DGS code)": ("3dgs", lambda x, y: 0.8 * (x - y).abs().mean() + 0.2 * (1 - _gs_ssim(x, y)))}
@@ -165,7 +157,7 @@ def _reference_call(op: str, preset: str):
     return call
 
 
-IMAGE_IMPLS = {"ssim": _ssim_impls, "msssim": _msssim_impls, "l1ssim": _l1ssim_impls, "ssim3d": _ssim3d_impls}
+IMAGE_IMPLS = {"ssim": _ssim_impls, "msssim": _msssim_impls, "l1ssim": _l1ssim_impls, "ssim3d": lambda: _ssim_impls(volumetric=True)}
 
 
 # --- cases --------------------------------------------------------------------------------------

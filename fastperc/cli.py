@@ -17,6 +17,14 @@ def _cmd_info(args) -> int:
     return 0
 
 
+def _report(result: dict, format_table, json_path) -> int:
+    print(format_table(result))
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from fastperc import bench
 
@@ -28,33 +36,19 @@ def _cmd_bench(args) -> int:
     if args.op == "perceptual":
         from fastperc import bench_perceptual
 
-        result = bench_perceptual.run(device=args.device, quick=args.quick)
-        print(bench_perceptual.format_table(result))
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(result, fh, indent=1)
-        return 0
+        return _report(bench_perceptual.run(device=args.device, quick=args.quick), bench_perceptual.format_table,
+                       args.json)
     if args.op == "subm":
         from fastperc import bench_sparse
 
         if args.device != "cpu":
             print("fastperc bench --op subm: only the CPU kernels exist so far", file=sys.stderr)
             return 2
-        result = bench_sparse.run(quick=args.quick, scan=args.scan)
-        print(bench_sparse.format_table(result))
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump(result, fh, indent=1)
-        return 0
+        return _report(bench_sparse.run(quick=args.quick, scan=args.scan), bench_sparse.format_table, args.json)
     ops = bench.DEFAULT_OPS if args.op == "all" else (args.op,)
     dtype = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
              "bfloat16": torch.bfloat16}[args.dtype]
-    result = bench.run(ops=ops, device=args.device, quick=args.quick, dtype=dtype)
-    print(bench.format_table(result))
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=1)
-    return 0
+    return _report(bench.run(ops=ops, device=args.device, quick=args.quick, dtype=dtype), bench.format_table, args.json)
 
 
 def main(argv=None) -> int:

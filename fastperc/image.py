@@ -83,6 +83,15 @@ def read_image(path, channels: str = "rgb", max_side: int | None = None):
     return tensor.unsqueeze(0), notes
 
 
+def check_output_path(path) -> str:
+    """The path as a string, if its folder exists (checked before a long run, not only when writing)."""
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ImageError(f"{path}: folder {parent} does not exist")
+    return path
+
+
 def write_image(tensor: torch.Tensor, path) -> None:
     """Write a (1, C, H, W) or (C, H, W) tensor in [0, 1] (clamped), C = 1 or 3, as an 8-bit image.
     The format comes from the file extension."""
@@ -93,10 +102,7 @@ def write_image(tensor: torch.Tensor, path) -> None:
     if t.dim() != 3 or t.shape[0] not in (1, 3):
         raise ValueError(f"image tensor must be (1, C, H, W) or (C, H, W) with C = 1 or 3, got {tuple(tensor.shape)}")
     array = (t.clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ImageError(f"{path}: folder {parent} does not exist")
+    path = check_output_path(path)
     img = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     try:
         img.save(path)

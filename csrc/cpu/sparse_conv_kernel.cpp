@@ -144,8 +144,9 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
-  at::Tensor grad_feats = at::zeros_like(f), grad_weight = at::zeros_like(w);
-  if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
+  if (n_out == 0 || n_in == 0) return {at::zeros_like(f), at::zeros_like(w)};
+  // Both are written in full below (gather_gemm clears its output blocks; dW is stored per offset).
+  at::Tensor grad_feats = at::empty_like(f), grad_weight = at::empty_like(w);
 
   // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
   // with the forward map) or rebuilt here.

@@ -174,6 +174,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
                              : at::empty({0}, y.options());
   scalar_t* gx = need_x ? grad_x.data_ptr<scalar_t>() : nullptr;
   scalar_t* gy = need_y ? grad_y.data_ptr<scalar_t>() : nullptr;
+  const bool plane_l1 = gl.data != nullptr && gl.per_plane();
   at::parallel_for(0, g.planes() * g.D * g.H, 16, [&](int64_t begin, int64_t end) {
     int64_t sd[3], sh[3], sw[3];
     for (int64_t row = begin; row < end; ++row) {
@@ -206,7 +207,6 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
         if (gy != nullptr) gy[row * g.W + wq] = static_cast<scalar_t>(ay);
       };
       for (int64_t wq = 0; wq < g.W; ++wq) {
-        const bool plane_l1 = gl.data != nullptr && gl.per_plane();
         if (wq == single_lo && single_lo < single_hi && nsd == 1 && nsh == 1 && (gl.data == nullptr || plane_l1)) {
           const int64_t shift = g.mode == kSsimValid ? 0 : g.r;
           const int64_t src = plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + shift;

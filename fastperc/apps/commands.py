@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from fastperc.image import ImageError, read_image, side_by_side, write_image
+from fastperc.image import ImageError, check_output_path, read_image, side_by_side, write_image
 
 EXIT_USAGE = 2
 
@@ -90,21 +90,15 @@ def _add_optimisation_args(p, steps: int, size_help: str):
     p.add_argument("--threads", type=_positive(int), help="torch.set_num_threads")
 
 
-def _check_output(path: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ImageError(f"{path}: folder {parent} does not exist")
-
-
 def _run_optimisation(args, command: str, run):
     """Shared by texture and style: threads, device, the progress line, writing the results."""
     from fastperc.apps.progress import Progress
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    _check_output(args.output)
+    check_output_path(args.output)
     if args.strip:
-        _check_output(args.strip)
+        check_output_path(args.strip)
     device = _device(args.device)
     snapshot_every = max(1, args.steps // (args.strip_count + 1)) if args.strip else 0
     image, losses, snapshots, inputs = run(device, Progress(command, args.steps), snapshot_every)
