@@ -27,7 +27,7 @@ python -m pytest tests -q -x -rs 2>&1 | tail -15 | tee -a "$REPORT"
 section "compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on the CUDA tests"
 for tool in memcheck racecheck synccheck initcheck; do
   compute-sanitizer --tool "$tool" --error-exitcode 1 --target-processes all \
-    python -m pytest tests/test_cuda.py -q -x -k "not compile and not grid_limit" 2>&1 | tail -4 | sed "s/^/[$tool] /" | tee -a "$REPORT"
+    python -m pytest tests/test_cuda.py tests/test_cuda_sparse.py -q -x -k "not compile and not grid_limit" 2>&1 | tail -4 | sed "s/^/[$tool] /" | tee -a "$REPORT"
 done
 
 section "benchmarks (fastperc bench --device cuda)"
@@ -36,6 +36,9 @@ for dtype in float32 float16; do
 done
 fastperc bench --device cuda --op ssim3d --json "$REPORT_DIR/bench_cuda_ssim3d.json" 2>&1 | tee -a "$REPORT"
 fastperc bench --device cuda --op perceptual --json "$REPORT_DIR/bench_cuda_perceptual.json" 2>&1 | tee -a "$REPORT"
+for dtype in float32 float16; do
+  fastperc bench --device cuda --op subm --dtype "$dtype" --json "$REPORT_DIR/bench_cuda_subm_$dtype.json" 2>&1 | tee -a "$REPORT"
+done
 section "SSIM under ncu (one launch of each kernel, key metrics)"
 ncu --launch-count 12 --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed,sm__throughput.avg.pct_of_peak_sustained_elapsed \
   python -c "import torch, fastperc; x=torch.rand(1,3,1080,1920,device='cuda',requires_grad=True); y=torch.rand_like(x); fastperc.ssim(x,y,1.0).backward()" 2>&1 | tail -60 | tee -a "$REPORT"

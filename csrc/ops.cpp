@@ -25,7 +25,8 @@ TORCH_LIBRARY(fastperc, m) {
   m.def("ssim_backward(Tensor grad_ssim, Tensor? grad_cs, Tensor? grad_l1, Tensor x, Tensor y, Tensor window, "
         "float c1, float c2, int padding, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 
-  // Sparse convolution. Sites are int32 (N, 4) = (batch, x, y, z), each component in [0, 65535];
+  // Sparse convolution. Sites are int32 (N, 4) = (batch, x, y, z), batch in [0, 32767] and x, y, z in
+  // [0, 65535];
   // kernel offset k = (kx * Ky + ky) * Kz + kz. For output site o and offset k a convolution reads the
   // input site o * stride - padding + k * dilation (transposed: o = i * stride - padding + k * dilation).
   // The kernel map (K, N_out) int64 holds that input's row, or -1.

@@ -50,23 +50,29 @@ def _spconv():
         return None
 
 
-def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
+def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, device: str = "cpu",
+        dtype: torch.dtype = torch.float32):
+    """Every row on `device` with features in `dtype`; errors against a float64 CPU reference of the
+    same float32 data."""
     points, source = load_points(scan)
     rows = []
     spc = _spconv()
     workloads = QUICK_WORKLOADS if quick else WORKLOADS
     for voxel, channels in workloads:
-        base = voxelize(points, voxel)
-        n = len(base.coords)
+        base_cpu = voxelize(points, voxel)
+        n = len(base_cpu.coords)
         g = torch.Generator().manual_seed(0)
         feats = torch.randn(n, channels, generator=g)
         weight = torch.randn(27, channels, channels, generator=g) / (27 * channels) ** 0.5
         grad = torch.randn(n, channels, generator=g)
         shape = f"{int(voxel * 100)}cm C={channels} ({n // 1000}k)"
-        kmap = SF.kernel_map(base.coords, base.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
-        truth_fwd = reference.sparse.conv(feats.double(), weight.double(), kmap)
+        kmap_cpu = SF.kernel_map(base_cpu.coords, base_cpu.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+        truth_fwd = reference.sparse.conv(feats.double(), weight.double(), kmap_cpu)
         f64 = feats.double().requires_grad_(True)
-        (truth_grad,) = torch.autograd.grad((reference.sparse.conv(f64, weight.double(), kmap) * grad.double()).sum(), f64)
+        (truth_grad,) = torch.autograd.grad((reference.sparse.conv(f64, weight.double(), kmap_cpu) * grad.double()).sum(), f64)
+        base = base_cpu.to(device)
+        feats, weight, grad = (t.to(device, dtype) for t in (feats, weight, grad))
+        kmap = kmap_cpu.to(device)
 
         def fp_map():
             return torch.ops.fastperc.sparse_kernel_map(base.coords, base.coords, [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
@@ -92,17 +98,18 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3):
         if spc is not None:
             rows.extend(_spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time))
         if channels == max(c for v, c in workloads if v == voxel):
-            rows.extend(_crop_rows(base, voxel, channels, CROP if not quick else QUICK_CROP, min_time))
+            rows.extend(_crop_rows(base_cpu, voxel, channels, CROP if not quick else QUICK_CROP, min_time, device, dtype))
     for mode in ("map", "fwd", "fwd+bwd"):
         for shape in {r["shape"] for r in rows}:
             group = [r for r in rows if r["mode"] == mode and r["shape"] == shape]
             fast = next((r["ms"] for r in group if r["impl"] == "fastperc"), None)
             for r in group:
                 r["fastperc_speedup"] = r["ms"] / fast if fast else float("nan")
-    return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None}
+    return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None,
+            "device": device, "dtype": str(dtype).replace("torch.", "")}
 
 
-def _crop_rows(base, voxel, channels, box, min_time):
+def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.float32):
     c = base.coords
     # Centred on a real site, the one nearest the per-axis median (the median point itself may lie in
     # empty space), and moved inside the grid.
@@ -143,6 +150,9 @@ def _crop_rows(base, voxel, channels, box, min_time):
 
     f64 = feats.double().requires_grad_(True)
     (truth_grad,) = torch.autograd.grad((reference.sparse.conv(f64, weight.double(), kmap) * grad.double()).sum(), f64)
+    feats, weight, grad, kmap, idx = (t.to(device) for t in (feats, weight, grad, kmap, idx))
+    feats, weight, grad = (t.to(dtype) for t in (feats, weight, grad))
+    dense_w = dense_w.to(device, dtype)
     sparse_fwd = lambda f: torch.ops.fastperc.sparse_conv(f, weight, kmap)  # noqa: E731
     rows = []
     for impl, fn in (("fastperc", sparse_fwd), ("dense conv3d", dense_fwd)):
@@ -155,8 +165,8 @@ def _row(mode, shape, impl, n, fn, truth, note, min_time):
     out = fn()
     err = None
     if truth is not None:
-        err = ((out.double() - truth).abs().max() / truth.abs().max()).item()
-    ms = time_ms(fn, "cpu", min_time=min_time)
+        err = ((out.double().cpu() - truth).abs().max() / truth.abs().max()).item()
+    ms = time_ms(fn, out.device.type, min_time=min_time)
     return dict(op="subm", mode=mode, shape=shape, impl=impl, ms=ms, msites_s=n / ms / 1e3, err=err, note=note)
 
 
@@ -209,7 +219,8 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
 
 
 def format_table(result: dict) -> str:
-    lines = [f"submanifold 3x3x3 conv, scan: {result['source']}, threads={result['threads']}"
+    lines = [f"submanifold 3x3x3 conv on {result.get('device', 'cpu')} ({result.get('dtype', 'float32')}), "
+             f"scan: {result['source']}, threads={result['threads']}"
              + ("" if result["spconv"] else " (spconv not installed: pip install spconv)")]
     cols = f"{'mode':<9}{'workload':<38}{'impl':<14}{'ms':>10}{'Msites/s':>10}{'fastperc speedup':>18}{'err':>10}"
     lines += [cols, "-" * len(cols)]

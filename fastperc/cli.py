@@ -41,10 +41,12 @@ def _cmd_bench(args) -> int:
     if args.op == "subm":
         from fastperc import bench_sparse
 
-        if args.device != "cpu":
-            print("fastperc bench --op subm: only the CPU kernels exist so far", file=sys.stderr)
+        dtype = getattr(torch, args.dtype)
+        if args.device == "cpu" and dtype not in (torch.float32, torch.float64):
+            print(f"fastperc bench --op subm: the CPU kernels take float32 or float64, not {args.dtype}", file=sys.stderr)
             return 2
-        return _report(bench_sparse.run(quick=args.quick, scan=args.scan), bench_sparse.format_table, args.json)
+        return _report(bench_sparse.run(quick=args.quick, scan=args.scan, device=args.device, dtype=dtype),
+                       bench_sparse.format_table, args.json)
     ops = bench.DEFAULT_OPS if args.op == "all" else (args.op,)
     dtype = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16,
              "bfloat16": torch.bfloat16}[args.dtype]

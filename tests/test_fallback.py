@@ -62,6 +62,7 @@ def test_device_without_kernel_warns_once_and_works(monkeypatch):
 
 
 def test_forced_reference_matches_kernel(monkeypatch):
+    torch.manual_seed(0)
     x = torch.randn(3, 17, 9, 11, dtype=torch.float64, requires_grad=True)
     a = torch.randn(1, 17, 17, dtype=torch.float64)
     k_gram = fastperc.gram_matrix(x)
@@ -74,4 +75,6 @@ def test_forced_reference_matches_kernel(monkeypatch):
     assert r_gram.grad_fn is not None and "fastperc" not in type(r_gram.grad_fn).__name__
     torch.testing.assert_close(k_gram, r_gram, rtol=1e-12, atol=1e-15)
     torch.testing.assert_close(k_loss, r_loss, rtol=1e-12, atol=0)
-    torch.testing.assert_close(k_grad, r_grad, rtol=1e-11, atol=1e-300)
+    # Gradient entries are sums that can cancel to ~1e-10 of the largest: the tolerance is relative to
+    # the largest entry, not to each (an elementwise 1e-11 failed on one such entry for some seeds).
+    torch.testing.assert_close(k_grad, r_grad, rtol=1e-11, atol=1e-12 * r_grad.abs().max().item())

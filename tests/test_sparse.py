@@ -174,8 +174,10 @@ def test_edge_cases_and_errors():
         SparseTensor(torch.tensor([[0, 1, 1, 1], [0, 1, 1, 1]], dtype=torch.int32), torch.zeros(2, 1))
     with pytest.raises(ValueError, match=r"\[0, 65535\]"):
         SparseTensor(torch.tensor([[0, -1, 1, 1]], dtype=torch.int32), torch.zeros(1, 1))
-    with pytest.raises(ValueError, match=r"\[0, 65535\]"):
+    with pytest.raises(ValueError, match=r"\[0, 32767\]"):
         SparseTensor(torch.tensor([[-1, 1, 1, 1]], dtype=torch.int32), torch.zeros(1, 1))
+    with pytest.raises(ValueError, match=r"\[0, 32767\]"):
+        SparseTensor(torch.tensor([[32768, 1, 1, 1]], dtype=torch.int32), torch.zeros(1, 1))
     with pytest.raises(TypeError, match="int32"):
         SparseTensor(torch.zeros(1, 4, dtype=torch.int64), torch.zeros(1, 1))
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
@@ -189,6 +191,9 @@ def test_edge_cases_and_errors():
     with pytest.raises(RuntimeError, match="duplicate site"):
         torch.ops.fastperc.sparse_kernel_map(torch.tensor([[0, 1, 1, 1]] * 2, dtype=torch.int32),
                                              torch.tensor([[0, 1, 1, 1]], dtype=torch.int32), [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
+    with pytest.raises(RuntimeError, match="key space"):
+        torch.ops.fastperc.sparse_kernel_map(torch.tensor([[32768, 1, 1, 1]], dtype=torch.int32),
+                                             torch.tensor([[0, 1, 1, 1]], dtype=torch.int32), [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
     with pytest.raises(RuntimeError, match="kernel map entries"):
         torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 5]]))
     with pytest.raises(RuntimeError, match="kernel map entries.*got -2"):
@@ -198,6 +203,27 @@ def test_edge_cases_and_errors():
         torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 7]]))
     with pytest.raises(RuntimeError, match="kernel map entries"):  # inv_map rows index the outputs (2 here)
         torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), good, torch.tensor([[0, 2]]))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_kernel_map_at_the_corner_of_the_key_space(stride):
+    # The largest keys (batch 32767, x = y = z = 65535) are ordinary sites, not the hash table's empty
+    # marker or a sign flip.
+    top = (1 << 16) - 1
+    c = torch.tensor([[32767, top, top, top], [32767, top, top, top - 1], [0, 0, 0, 0]], dtype=torch.int32)
+    args = ([3] * 3, [stride] * 3, [1] * 3, [1] * 3, False)
+    kmap = torch.ops.fastperc.sparse_kernel_map(c, c, *args)
+    torch.testing.assert_close(kmap, reference.sparse.kernel_map(c, c, *args))
+    assert kmap[13].tolist() == ([0, 1, 2] if stride == 1 else [-1, -1, 2])
+
+
+def test_sparse_tensor_to_keeps_sites_and_casts_features():
+    x = random_sparse(channels=2)
+    y = x.to("cpu", torch.float32)
+    assert y.coords.dtype == torch.int32 and torch.equal(y.coords, x.coords)
+    assert y.feats.dtype == torch.float32 and torch.equal(y.feats, x.feats.float())
+    assert y.spatial_shape == x.spatial_shape and y.stride == x.stride and y.cache is not x.cache
+    assert x.to().feats.dtype == torch.float64
 
 
 def test_voxelize_and_layers_on_the_real_scan():

@@ -5,14 +5,15 @@
 #include <vector>
 
 #include "common/checks.h"
+#include "common/sparse_math.h"
 
 namespace fastperc {
 
-// Sites are (batch, x, y, z) with each component in [0, 65535], packed into one int64 key.
-constexpr int64_t kSparseKeyLimit = int64_t{1} << 16;
-
-inline int64_t sparse_key(int64_t b, int64_t x, int64_t y, int64_t z) {
-  return (((b << 16) | x) << 16 | y) << 16 | z;
+// Host check of site `row` of an int32 (N, 4) accessor-like array.
+inline void check_site_in_key_space(const int32_t* site, int64_t row) {
+  TORCH_CHECK(site_in_key_space(site[0], site[1], site[2], site[3]), "fastperc: site ", row, " (", site[0], ", ",
+              site[1], ", ", site[2], ", ", site[3], ") is outside the key space: batch must lie in [0, ",
+              kSparseBatchLimit - 1, "] and x, y, z in [0, ", kSparseKeyLimit - 1, "]");
 }
 
 inline void check_sparse_coords(const at::Tensor& coords, const char* name) {
@@ -21,16 +22,19 @@ inline void check_sparse_coords(const at::Tensor& coords, const char* name) {
   TORCH_CHECK(coords.scalar_type() == at::kInt, "fastperc: ", name, " must be int32, got ", coords.scalar_type());
 }
 
-// (K, Cin, Cout) weights and (N, Cin) features of the same float dtype and device.
-inline void check_sparse_features(const at::Tensor& feats, const at::Tensor& weight) {
+// (K, Cin, Cout) weights and (N, Cin) features of the same float dtype and device. float16 and
+// bfloat16 only where the device's kernel takes them (CUDA, accumulating in float32).
+inline void check_sparse_features(const at::Tensor& feats, const at::Tensor& weight, bool half_types) {
   TORCH_CHECK(feats.dim() == 2, "fastperc: feats must be (N, C_in), got ", feats.sizes());
   TORCH_CHECK(weight.dim() == 3, "fastperc: weight must be (K, C_in, C_out), got ", weight.sizes());
   TORCH_CHECK(weight.size(1) == feats.size(1), "fastperc: weight has C_in = ", weight.size(1), " but feats have ",
               feats.size(1), " channels");
   TORCH_CHECK(feats.scalar_type() == weight.scalar_type(), "fastperc: feats (", feats.scalar_type(),
               ") and weight (", weight.scalar_type(), ") must have the same dtype");
-  TORCH_CHECK(feats.scalar_type() == at::kFloat || feats.scalar_type() == at::kDouble,
-              "fastperc: sparse convolution on this device takes float32 or float64, got ", feats.scalar_type());
+  const auto t = feats.scalar_type();
+  const bool half = t == at::kHalf || t == at::kBFloat16;
+  TORCH_CHECK(t == at::kFloat || t == at::kDouble || (half_types && half), "fastperc: sparse convolution on ",
+              feats.device().type(), " takes float32 or float64", half_types ? ", float16 or bfloat16" : "", ", got ", t);
   TORCH_CHECK(feats.device() == weight.device(), "fastperc: feats and weight are on different devices");
   TORCH_CHECK(weight.size(2) > 0 && weight.size(1) > 0, "fastperc: weight must have C_in, C_out > 0");
 }

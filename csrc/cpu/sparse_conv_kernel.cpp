@@ -118,7 +118,7 @@ void check_map_rows(const at::Tensor& kmap, int64_t n_rows) {
 
 at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
                            const std::optional<at::Tensor>& /*inv_map: only the backward reads it*/) {
-  check_sparse_features(feats, weight);
+  check_sparse_features(feats, weight, /*half_types=*/false);
   check_kernel_map(kmap, weight.size(0), feats);
   TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_cpu got a tensor on ", feats.device());
   const at::Tensor f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
@@ -135,7 +135,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, co
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& grad_out, const at::Tensor& feats,
                                                              const at::Tensor& weight, const at::Tensor& kmap,
                                                              const std::optional<at::Tensor>& inv_map) {
-  check_sparse_features(feats, weight);
+  check_sparse_features(feats, weight, /*half_types=*/false);
   check_kernel_map(kmap, weight.size(0), feats);
   TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == kmap.size(1) && grad_out.size(1) == weight.size(2),
               "fastperc: grad_out must be (N_out = ", kmap.size(1), ", C_out = ", weight.size(2), "), got ",

@@ -31,11 +31,9 @@ class SiteTable {
     rows_.assign(cap, -1);
     const auto c = coords.accessor<int32_t, 2>();
     for (int64_t i = 0; i < n; ++i) {
-      for (int d = 0; d < 4; ++d)
-        TORCH_CHECK(c[i][d] >= 0 && c[i][d] < kSparseKeyLimit, "fastperc: coordinate ", c[i][d], " of site ", i,
-                    " is outside [0, 65535] (batch, x, y, z must be non-negative and < 65536)");
+      check_site_in_key_space(c[i].data(), i);
       const int64_t key = sparse_key(c[i][0], c[i][1], c[i][2], c[i][3]);
-      int64_t slot = hash(key);
+      int64_t slot = sparse_slot(key, mask_);
       while (keys_[slot] != -1 && keys_[slot] != key) slot = (slot + 1) & mask_;
       TORCH_CHECK(keys_[slot] != key, "fastperc: duplicate site (", c[i][0], ", ", c[i][1], ", ", c[i][2], ", ",
                   c[i][3], ") at rows ", rows_[slot], " and ", i, "; merge duplicates first (fastperc.sparse.voxelize)");
@@ -45,7 +43,7 @@ class SiteTable {
   }
 
   int64_t find(int64_t key) const {
-    int64_t slot = hash(key);
+    int64_t slot = sparse_slot(key, mask_);
     while (keys_[slot] != -1) {
       if (keys_[slot] == key) return rows_[slot];
       slot = (slot + 1) & mask_;
@@ -54,35 +52,15 @@ class SiteTable {
   }
 
  private:
-  int64_t hash(int64_t key) const {
-    uint64_t h = static_cast<uint64_t>(key) * 0x9E3779B97F4A7C15ull;
-    return static_cast<int64_t>(h >> 20) & mask_;
-  }
   int64_t mask_;
   std::vector<int64_t> keys_, rows_;
 };
-
-int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
-// The input coordinate read by output o through offset k, or false if there is none.
-bool source_of(int64_t o, int64_t k, int64_t s, int64_t p, int64_t d, bool transposed, int64_t& i) {
-  if (!transposed) {
-    i = o * s - p + k * d;
-    return true;
-  }
-  const int64_t num = o + p - k * d;
-  if (num % s != 0) return false;
-  i = num / s;
-  return true;
-}
 
 std::vector<int64_t> site_keys(const at::Tensor& coords) {
   const auto c = coords.accessor<int32_t, 2>();
   std::vector<int64_t> keys(static_cast<size_t>(coords.size(0)));
   for (int64_t i = 0; i < coords.size(0); ++i) {
-    for (int d = 0; d < 4; ++d)
-      TORCH_CHECK(c[i][d] >= 0 && c[i][d] < kSparseKeyLimit, "fastperc: coordinate ", c[i][d], " of site ", i,
-                  " is outside [0, 65535] (batch, x, y, z must be non-negative and < 65536)");
+    check_site_in_key_space(c[i].data(), i);
     keys[i] = sparse_key(c[i][0], c[i][1], c[i][2], c[i][3]);
   }
   return keys;
@@ -172,22 +150,13 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
     return kmap.flip({0}).contiguous();
   }
   const SiteTable table(in_c);
-  const auto o = out_c.accessor<int32_t, 2>();
+  const int32_t* o = out_c.const_data_ptr<int32_t>();
+  const auto find = [&](int64_t key) { return table.find(key); };
   at::parallel_for(0, n_out, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t j = begin; j < end; ++j) {
-      int64_t k = 0;
-      for (int64_t kx = 0; kx < ks[0]; ++kx)
-        for (int64_t ky = 0; ky < ks[1]; ++ky)
-          for (int64_t kz = 0; kz < ks[2]; ++kz, ++k) {
-            int64_t x, y, z;
-            const bool ok = source_of(o[j][1], kx, st[0], pd[0], dl[0], transposed, x) &&
-                            source_of(o[j][2], ky, st[1], pd[1], dl[1], transposed, y) &&
-                            source_of(o[j][3], kz, st[2], pd[2], dl[2], transposed, z);
-            const bool inside = ok && x >= 0 && y >= 0 && z >= 0 && x < kSparseKeyLimit && y < kSparseKeyLimit &&
-                                z < kSparseKeyLimit;
-            m[k * n_out + j] = inside ? table.find(sparse_key(o[j][0], x, y, z)) : -1;
-          }
-    }
+    for (int64_t j = begin; j < end; ++j)
+      for (int64_t k = 0; k < volume; ++k)
+        m[k * n_out + j] = map_entry(o[4 * j], o + 4 * j + 1, k, ks.data(), st.data(), pd.data(), dl.data(),
+                                     transposed, find);
   });
   return kmap;
 }
@@ -201,8 +170,7 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
   const auto shape = check_triple(spatial_shape, "spatial_shape", 1);
   std::vector<int64_t> out_shape(3);
   for (int a = 0; a < 3; ++a) {
-    out_shape[a] = transposed ? (shape[a] - 1) * st[a] - 2 * pd[a] + dl[a] * (ks[a] - 1) + 1
-                              : floor_div(shape[a] + 2 * pd[a] - dl[a] * (ks[a] - 1) - 1, st[a]) + 1;
+    out_shape[a] = conv_output_extent(shape[a], ks[a], st[a], pd[a], dl[a], transposed);
     TORCH_CHECK(out_shape[a] > 0 && out_shape[a] <= kSparseKeyLimit, "fastperc: the output grid ", out_shape,
                 " of spatial_shape ", shape, " is empty or beyond 65536");
   }
@@ -213,7 +181,8 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
   for (int64_t i = 0; i < c.size(0); ++i) {
     for (int d = 1; d < 4; ++d)
       TORCH_CHECK(a[i][d] >= 0 && a[i][d] < shape[d - 1], "fastperc: site ", i, " lies outside spatial_shape ", shape);
-    TORCH_CHECK(a[i][0] >= 0 && a[i][0] < kSparseKeyLimit, "fastperc: batch index ", a[i][0], " outside [0, 65535]");
+    TORCH_CHECK(a[i][0] >= 0 && a[i][0] < kSparseBatchLimit, "fastperc: batch index ", a[i][0], " of site ", i,
+                " outside [0, ", kSparseBatchLimit - 1, "]");
     // Every output the site reaches through some offset.
     for (int64_t kx = 0; kx < ks[0]; ++kx)
       for (int64_t ky = 0; ky < ks[1]; ++ky)
@@ -221,16 +190,8 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
           int64_t o[3];
           const int64_t kk[3] = {kx, ky, kz};
           bool ok = true;
-          for (int d = 0; d < 3 && ok; ++d) {
-            if (transposed) {
-              o[d] = a[i][d + 1] * st[d] - pd[d] + kk[d] * dl[d];
-            } else {
-              const int64_t num = a[i][d + 1] + pd[d] - kk[d] * dl[d];
-              ok = num % st[d] == 0;
-              o[d] = ok ? num / st[d] : -1;
-            }
-            ok = ok && o[d] >= 0 && o[d] < out_shape[d];
-          }
+          for (int d = 0; d < 3 && ok; ++d)
+            ok = target_of(a[i][d + 1], kk[d], st[d], pd[d], dl[d], transposed, o[d]) && o[d] >= 0 && o[d] < out_shape[d];
           if (ok) keys.push_back(sparse_key(a[i][0], o[0], o[1], o[2]));
         }
   }
@@ -239,11 +200,7 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
   at::Tensor out = at::empty({static_cast<int64_t>(keys.size()), 4}, c.options());
   int32_t* po = out.data_ptr<int32_t>();
   for (size_t j = 0; j < keys.size(); ++j) {
-    const int64_t key = keys[j];
-    po[4 * j + 0] = static_cast<int32_t>(key >> 48);
-    po[4 * j + 1] = static_cast<int32_t>((key >> 32) & 0xffff);
-    po[4 * j + 2] = static_cast<int32_t>((key >> 16) & 0xffff);
-    po[4 * j + 3] = static_cast<int32_t>(key & 0xffff);
+    for (int d = 0; d < 4; ++d) po[4 * j + d] = sparse_key_part(keys[j], d);
   }
   return out;
 }

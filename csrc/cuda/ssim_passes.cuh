@@ -16,19 +16,11 @@
 
 #include "common/ssim_checks.h"
 #include "common/ssim_math.h"
+#include "cuda/launch.cuh"
 
 namespace fastperc {
 namespace cuda {
 namespace ssim_detail {
-
-constexpr int kThreads = 256;
-
-inline unsigned grid_for(int64_t n) {
-  return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)));
-}
-
-#define FASTPERC_GRID_LOOP(i, n) \
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 // Element strides of x: batch, channel, depth (0 for 2D), height, width.
 struct Strides {

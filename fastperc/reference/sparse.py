@@ -10,11 +10,11 @@ import itertools
 
 import torch
 
-KEY_BITS = 16  # per coordinate: batch and x, y, z each in [0, 65535]
+KEY_BITS = 16  # per coordinate: batch in [0, 32767] and x, y, z in [0, 65535]; keys are non-negative
 
 
 def coord_keys(coords: torch.Tensor) -> torch.Tensor:
-    """One int64 per site: batch, x, y, z packed in 16 bits each (they must lie in [0, 65535])."""
+    """One int64 per site: batch, x, y, z packed in 16 bits each (batch in [0, 32767], x, y, z in [0, 65535])."""
     c = coords.to(torch.int64)
     return (((c[:, 0] << KEY_BITS) | c[:, 1]) << KEY_BITS | c[:, 2]) << KEY_BITS | c[:, 3]
 

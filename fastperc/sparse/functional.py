@@ -47,8 +47,13 @@ def invert_map(kmap: torch.Tensor, n_in: int) -> torch.Tensor:
     return inv
 
 
+# Feature dtypes the compiled convolution takes per device; others run the reference.
+KERNEL_DTYPES = {"cpu": (torch.float32, torch.float64),
+                 "cuda": (torch.float32, torch.float64, torch.float16, torch.bfloat16)}
+
+
 def apply_map(feats, weight, kmap, inv_map=None):
-    if _backend.use_kernel("sparse_conv", feats.device) and feats.dtype in (torch.float32, torch.float64):
+    if feats.dtype in KERNEL_DTYPES.get(feats.device.type, ()) and _backend.use_kernel("sparse_conv", feats.device):
         return torch.ops.fastperc.sparse_conv(feats, weight, kmap, inv_map)
     return reference.sparse.conv(feats, weight, kmap)
 

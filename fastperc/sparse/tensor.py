@@ -6,7 +6,8 @@ import torch
 from fastperc.functional import _validate
 from fastperc.reference.sparse import coord_keys, decode_keys
 
-KEY_LIMIT = 1 << 16  # batch, x, y, z each in [0, 65535]
+KEY_LIMIT = 1 << 16  # x, y, z each in [0, 65535]
+BATCH_LIMIT = 1 << 15  # batch in [0, 32767]: packed site keys stay non-negative (csrc/common/sparse_math.h)
 
 
 def check_coords(coords, name: str = "coords") -> torch.Tensor:
@@ -17,10 +18,11 @@ def check_coords(coords, name: str = "coords") -> torch.Tensor:
         raise ValueError(f"{name} must be (N, 4) = (batch, x, y, z), got shape {tuple(coords.shape)}")
     # Data-dependent checks run eagerly; under torch.compile the kernel-map op rejects out-of-range and
     # duplicate sites itself (TORCH_CHECK), and a graph cannot branch on tensor values.
-    if not torch.compiler.is_compiling() and coords.numel() and (coords.min() < 0 or coords.max() >= KEY_LIMIT):
-        bad = coords[((coords < 0) | (coords >= KEY_LIMIT)).any(1)][0].tolist()
-        raise ValueError(f"{name}: every component must lie in [0, {KEY_LIMIT - 1}] (negative batch index or "
-                         f"coordinate out of the key space), first bad site {bad}")
+    if not torch.compiler.is_compiling() and coords.numel():
+        outside = (coords < 0).any(1) | (coords[:, 0] >= BATCH_LIMIT) | (coords[:, 1:] >= KEY_LIMIT).any(1)
+        if outside.any():
+            raise ValueError(f"{name}: batch must lie in [0, {BATCH_LIMIT - 1}] and x, y, z in [0, {KEY_LIMIT - 1}] "
+                             f"(the key space), first bad site {coords[outside][0].tolist()}")
     return coords
 
 
@@ -64,6 +66,13 @@ class SparseTensor:
     def replace(self, feats) -> "SparseTensor":
         """Same sites (and kernel-map cache), new features: what BatchNorm, ReLU, Dropout return."""
         return SparseTensor(self.coords, feats, self.stride, self.spatial_shape, _cache=self.cache, _check=False)
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "SparseTensor":
+        """The same sites on `device` (coords stay int32) with features in `dtype`. Kernel maps are
+        cached per device, so the copy starts with an empty cache."""
+        coords = self.coords if device is None else self.coords.to(device)
+        feats = self.feats.to(device=coords.device, dtype=dtype or self.feats.dtype)
+        return SparseTensor(coords, feats, self.stride, self.spatial_shape, _check=False)
 
     def to_dense(self, batch_size: int | None = None) -> torch.Tensor:
         """(B, C, X, Y, Z) dense tensor, zero at inactive sites."""
@@ -126,8 +135,8 @@ def voxelize(points, voxel_size, batch=None, features=None, reduce: str = "mean"
     if grid.max() >= KEY_LIMIT:
         raise ValueError(f"the scan spans {int(grid.max()) + 1} voxels along an axis; at most {KEY_LIMIT} fit the key space")
     b = torch.zeros(len(points), dtype=torch.int64, device=points.device) if batch is None else batch.to(torch.int64)
-    if b.shape != (len(points),) or (b < 0).any() or (b >= KEY_LIMIT).any():
-        raise ValueError("batch must be (N,) with indices in [0, 65535]")
+    if b.shape != (len(points),) or (b < 0).any() or (b >= BATCH_LIMIT).any():
+        raise ValueError(f"batch must be (N,) with indices in [0, {BATCH_LIMIT - 1}]")
     feats = (points - origin) / size - grid.to(points.dtype) if features is None else features
     if feats.dim() != 2 or feats.shape[0] != len(points):
         raise ValueError(f"features must be (N, C), got shape {tuple(feats.shape)}")
