@@ -47,6 +47,23 @@ inline void check_kernel_map(const at::Tensor& kmap, int64_t kernel_volume, cons
               like.device());
 }
 
+inline void check_sparse_grad_out(const at::Tensor& grad_out, const at::Tensor& feats, const at::Tensor& weight,
+                                  const at::Tensor& kmap) {
+  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == kmap.size(1) && grad_out.size(1) == weight.size(2),
+              "fastperc: grad_out must be (N_out = ", kmap.size(1), ", C_out = ", weight.size(2), "), got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.scalar_type() == feats.scalar_type(), "fastperc: grad_out must be ", feats.scalar_type());
+  TORCH_CHECK(grad_out.device() == feats.device(), "fastperc: grad_out is on ", grad_out.device(), " but feats on ",
+              feats.device());
+}
+
+// The inverse map (K, N_in) a caller may pass to the backward; its entries are checked by the kernels.
+inline void check_inverse_map(const at::Tensor& inv, int64_t kernel_volume, const at::Tensor& feats) {
+  check_kernel_map(inv, kernel_volume, feats);
+  TORCH_CHECK(inv.size(1) == feats.size(0), "fastperc: inv_map must be (K, N_in = ", feats.size(0), "), got ",
+              inv.sizes());
+}
+
 inline std::vector<int64_t> check_triple(at::IntArrayRef v, const char* name, int64_t min_value) {
   TORCH_CHECK(v.size() == 3, "fastperc: ", name, " must have 3 entries, got ", v.size());
   for (int64_t e : v) TORCH_CHECK(e >= min_value, "fastperc: ", name, " entries must be >= ", min_value, ", got ", v);

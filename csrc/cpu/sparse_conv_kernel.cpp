@@ -137,10 +137,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
                                                              const std::optional<at::Tensor>& inv_map) {
   check_sparse_features(feats, weight, /*half_types=*/false);
   check_kernel_map(kmap, weight.size(0), feats);
-  TORCH_CHECK(grad_out.dim() == 2 && grad_out.size(0) == kmap.size(1) && grad_out.size(1) == weight.size(2),
-              "fastperc: grad_out must be (N_out = ", kmap.size(1), ", C_out = ", weight.size(2), "), got ",
-              grad_out.sizes());
-  TORCH_CHECK(grad_out.scalar_type() == feats.scalar_type(), "fastperc: grad_out must be ", feats.scalar_type());
+  check_sparse_grad_out(grad_out, feats, weight, kmap);
   check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
@@ -152,8 +149,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   // with the forward map) or rebuilt here.
   at::Tensor inv;
   if (inv_map.has_value() && inv_map->defined()) {
-    check_kernel_map(*inv_map, volume, f);
-    TORCH_CHECK(inv_map->size(1) == n_in, "fastperc: inv_map must be (K, N_in = ", n_in, "), got ", inv_map->sizes());
+    check_inverse_map(*inv_map, volume, f);
     inv = inv_map->contiguous();  // its entries are checked (< N_out) by gather_gemm's first pass
   } else {
     inv = at::full({volume, n_in}, -1, m.options());

@@ -1,0 +1,219 @@
+#pragma once
+// Kernels and drivers of the CUDA kernel maps (sparse_map_kernel.cu). The drivers take the launcher
+// (cuda/launch.cuh), so the tests also run them under the CPU emulator (tests/cuda_emu).
+//
+// The table is open addressing with linear probing over a power-of-two number of slots (>= 2N), keys
+// claimed with atomicCAS; the per-site math (key packing, hashing, which input an output reads) is
+// common/sparse_math.h, the same helpers the CPU kernels run. Input errors (sites outside the key
+// space, duplicates) are flagged by the kernels that see them and raised, with the first bad row,
+// before any map is written.
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
+#include <ATen/ops/sort.h>
+#include <ATen/ops/unique_consecutive.h>
+
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "common/sparse_checks.h"
+#include "cuda/launch.cuh"
+
+namespace fastperc {
+namespace cuda {
+namespace sparse_map {
+
+using ull = unsigned long long;
+constexpr ull kNoRow = std::numeric_limits<ull>::max();
+constexpr int64_t kEmptySlot = -1;  // keys are >= 0 (common/sparse_math.h)
+
+// Which first-bad-row flag a kernel sets, in the error buffer of kErrorSlots entries.
+enum ErrorSlot { kInputOutsideKeySpace = 0, kDuplicateInput, kOutputOutsideKeySpace, kOutsideGrid, kErrorSlots };
+
+struct Triple {
+  int64_t v[3];
+};
+
+inline Triple triple_of(const std::vector<int64_t>& t) { return {{t[0], t[1], t[2]}}; }
+
+__device__ void flag_row(ull* errors, int slot, int64_t row) { atomicMin(errors + slot, static_cast<ull>(row)); }
+
+__device__ int64_t find_row(const int64_t* __restrict__ keys, const int64_t* __restrict__ rows, int64_t mask,
+                            int64_t key) {
+  int64_t slot = sparse_slot(key, mask);
+  while (true) {
+    const int64_t k = keys[slot];
+    if (k == key) return rows[slot];
+    if (k == kEmptySlot) return -1;
+    slot = (slot + 1) & mask;
+  }
+}
+
+// Inserts every input site; flags sites outside the key space and duplicates (the later row).
+__global__ void insert_sites(const int32_t* __restrict__ c, int64_t n, int64_t mask, int64_t* __restrict__ keys,
+                             int64_t* __restrict__ rows, ull* __restrict__ errors) {
+  FASTPERC_GRID_LOOP(i, n) {
+    const int32_t* s = c + 4 * i;
+    if (!site_in_key_space(s[0], s[1], s[2], s[3])) {
+      flag_row(errors, kInputOutsideKeySpace, i);
+      continue;
+    }
+    const int64_t key = sparse_key(s[0], s[1], s[2], s[3]);
+    int64_t slot = sparse_slot(key, mask);
+    while (true) {
+      const ull prev = atomicCAS(reinterpret_cast<ull*>(keys + slot), static_cast<ull>(kEmptySlot), static_cast<ull>(key));
+      if (prev == static_cast<ull>(kEmptySlot)) {
+        rows[slot] = i;
+        break;
+      }
+      if (prev == static_cast<ull>(key)) {
+        flag_row(errors, kDuplicateInput, i);
+        break;
+      }
+      slot = (slot + 1) & mask;
+    }
+  }
+}
+
+__global__ void check_sites(const int32_t* __restrict__ c, int64_t n, ull* __restrict__ errors) {
+  FASTPERC_GRID_LOOP(i, n) {
+    const int32_t* s = c + 4 * i;
+    if (!site_in_key_space(s[0], s[1], s[2], s[3])) flag_row(errors, kOutputOutsideKeySpace, i);
+  }
+}
+
+// map[k, j] for every (offset k, output j); consecutive threads take consecutive j, so the writes of a
+// warp are contiguous.
+__global__ void probe_map(const int32_t* __restrict__ out_c, int64_t n_out, int64_t volume, Triple ks, Triple st,
+                          Triple pd, Triple dl, bool transposed, const int64_t* __restrict__ keys,
+                          const int64_t* __restrict__ rows, int64_t mask, int64_t* __restrict__ map) {
+  const auto find = [&](int64_t key) { return find_row(keys, rows, mask, key); };
+  FASTPERC_GRID_LOOP(idx, n_out * volume) {
+    const int64_t k = idx / n_out, j = idx - k * n_out;
+    const int32_t* o = out_c + 4 * j;
+    map[idx] = map_entry(o[0], o + 1, k, ks.v, st.v, pd.v, dl.v, transposed, find);
+  }
+}
+
+// Site `row` of coords, copied to the host for an error message.
+inline std::vector<int32_t> host_site(const at::Tensor& coords, ull row) {
+  const at::Tensor s = coords[static_cast<int64_t>(row)].cpu();
+  const int32_t* p = s.const_data_ptr<int32_t>();
+  return {p[0], p[1], p[2], p[3]};
+}
+
+// Raises the first flagged error (one device-to-host copy for all of them).
+inline void raise_flagged(const at::Tensor& errors, const at::Tensor& in_c, const at::Tensor& out_c,
+                   const std::vector<int64_t>& shape) {
+  const at::Tensor host = errors.cpu();
+  const ull* e = reinterpret_cast<const ull*>(host.const_data_ptr<int64_t>());
+  if (e[kInputOutsideKeySpace] != kNoRow)
+    check_site_in_key_space(host_site(in_c, e[kInputOutsideKeySpace]).data(), static_cast<int64_t>(e[kInputOutsideKeySpace]));
+  if (e[kOutputOutsideKeySpace] != kNoRow)
+    check_site_in_key_space(host_site(out_c, e[kOutputOutsideKeySpace]).data(),
+                            static_cast<int64_t>(e[kOutputOutsideKeySpace]));
+  if (e[kDuplicateInput] != kNoRow) {
+    const std::vector<int32_t> s = host_site(in_c, e[kDuplicateInput]);
+    TORCH_CHECK(false, "fastperc: duplicate site (", s[0], ", ", s[1], ", ", s[2], ", ", s[3], ") at row ",
+                static_cast<int64_t>(e[kDuplicateInput]), "; merge duplicates first (fastperc.sparse.voxelize)");
+  }
+  if (e[kOutsideGrid] != kNoRow) {
+    const std::vector<int32_t> s = host_site(in_c, e[kOutsideGrid]);
+    TORCH_CHECK(false, "fastperc: site ", static_cast<int64_t>(e[kOutsideGrid]), " (", s[0], ", ", s[1], ", ", s[2],
+                ", ", s[3], ") lies outside spatial_shape ", at::IntArrayRef(shape), " or its batch index outside [0, ",
+                kSparseBatchLimit - 1, "]");
+  }
+}
+
+inline at::Tensor new_errors(const at::Tensor& like) {
+  return at::full({kErrorSlots}, static_cast<int64_t>(kNoRow), like.options().dtype(at::kLong));
+}
+
+inline ull* error_ptr(at::Tensor& errors) { return reinterpret_cast<ull*>(errors.data_ptr<int64_t>()); }
+
+// The key of every output site each input reaches through each offset, or -1; flags inputs outside
+// the grid.
+__global__ void candidate_keys(const int32_t* __restrict__ c, int64_t n, int64_t volume, Triple ks, Triple st,
+                               Triple pd, Triple dl, Triple shape, Triple out_shape, bool transposed,
+                               int64_t* __restrict__ keys, ull* __restrict__ errors) {
+  FASTPERC_GRID_LOOP(idx, n * volume) {
+    const int64_t k = idx / n, i = idx - k * n;
+    const int32_t* s = c + 4 * i;
+    bool ok = s[0] >= 0 && s[0] < kSparseBatchLimit;
+    for (int a = 0; a < 3; ++a) ok = ok && s[a + 1] >= 0 && s[a + 1] < shape.v[a];
+    if (!ok) {
+      if (k == 0) flag_row(errors, kOutsideGrid, i);
+      keys[idx] = -1;
+      continue;
+    }
+    const int64_t tap[3] = {k / (ks.v[1] * ks.v[2]), (k / ks.v[2]) % ks.v[1], k % ks.v[2]};
+    int64_t o[3];
+    for (int a = 0; a < 3 && ok; ++a)
+      ok = target_of(s[a + 1], tap[a], st.v[a], pd.v[a], dl.v[a], transposed, o[a]) && o[a] >= 0 && o[a] < out_shape.v[a];
+    keys[idx] = ok ? sparse_key(s[0], o[0], o[1], o[2]) : -1;
+  }
+}
+
+__global__ void unpack_keys(const int64_t* __restrict__ keys, int64_t n, int32_t* __restrict__ coords) {
+  FASTPERC_GRID_LOOP(idx, 4 * n) { coords[idx] = sparse_key_part(keys[idx / 4], static_cast<int>(idx % 4)); }
+}
+
+// The (K, N_out) map of contiguous in/out coords on one device.
+template <typename Launch>
+at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_c, const at::Tensor& out_c,
+                            const std::vector<int64_t>& ks, const std::vector<int64_t>& st,
+                            const std::vector<int64_t>& pd, const std::vector<int64_t>& dl, bool transposed) {
+  const int64_t n_in = in_c.size(0), n_out = out_c.size(0), volume = ks[0] * ks[1] * ks[2];
+  TORCH_CHECK(n_in < (int64_t{1} << 40), "fastperc: too many input sites (", n_in, ")");
+  int64_t slots = 16;
+  while (slots < 2 * n_in) slots *= 2;
+  at::Tensor keys = at::full({slots}, kEmptySlot, in_c.options().dtype(at::kLong));
+  at::Tensor rows = at::empty({slots}, keys.options());
+  at::Tensor errors = new_errors(in_c);
+  if (n_in > 0)
+    launch(grid_for(n_in), kThreads, insert_sites, in_c.const_data_ptr<int32_t>(), n_in, slots - 1,
+           keys.data_ptr<int64_t>(), rows.data_ptr<int64_t>(), error_ptr(errors));
+  if (n_out > 0 && !out_c.is_same(in_c))
+    launch(grid_for(n_out), kThreads, check_sites, out_c.const_data_ptr<int32_t>(), n_out, error_ptr(errors));
+  raise_flagged(errors, in_c, out_c, {});
+  at::Tensor kmap = at::empty({volume, n_out}, keys.options());
+  if (n_out > 0)
+    launch(grid_for(n_out * volume), kThreads, probe_map, out_c.const_data_ptr<int32_t>(), n_out, volume,
+           triple_of(ks), triple_of(st), triple_of(pd), triple_of(dl), transposed, keys.const_data_ptr<int64_t>(),
+           rows.const_data_ptr<int64_t>(), slots - 1, kmap.data_ptr<int64_t>());
+  return kmap;
+}
+
+// Sorted output sites of a regular or transposed convolution of the contiguous sites c.
+template <typename Launch>
+at::Tensor build_out_coords(const Launch& launch, const at::Tensor& c, const std::vector<int64_t>& ks,
+                            const std::vector<int64_t>& st, const std::vector<int64_t>& pd,
+                            const std::vector<int64_t>& dl, const std::vector<int64_t>& shape, bool transposed) {
+  std::vector<int64_t> out_shape(3);
+  for (int a = 0; a < 3; ++a) {
+    out_shape[a] = conv_output_extent(shape[a], ks[a], st[a], pd[a], dl[a], transposed);
+    TORCH_CHECK(out_shape[a] > 0 && out_shape[a] <= kSparseKeyLimit, "fastperc: the output grid ", out_shape,
+                " of spatial_shape ", shape, " is empty or beyond 65536");
+  }
+  const int64_t n = c.size(0), volume = ks[0] * ks[1] * ks[2];
+  at::Tensor keys = at::empty({n * volume}, c.options().dtype(at::kLong));
+  at::Tensor errors = new_errors(c);
+  if (n > 0)
+    launch(grid_for(n * volume), kThreads, candidate_keys, c.const_data_ptr<int32_t>(), n, volume, triple_of(ks),
+           triple_of(st), triple_of(pd), triple_of(dl), triple_of(shape), triple_of(out_shape), transposed,
+           keys.data_ptr<int64_t>(), error_ptr(errors));
+  raise_flagged(errors, c, c, shape);
+  // Sorted unique keys; the -1 of "no output" sorts first and is dropped.
+  at::Tensor unique = std::get<0>(at::unique_consecutive(std::get<0>(at::sort(keys))));
+  if (unique.numel() > 0 && unique[0].item<int64_t>() < 0) unique = unique.slice(0, 1);
+  const int64_t n_out = unique.numel();
+  at::Tensor out = at::empty({n_out, 4}, c.options());
+  if (n_out > 0)
+    launch(grid_for(4 * n_out), kThreads, unpack_keys, unique.const_data_ptr<int64_t>(), n_out, out.data_ptr<int32_t>());
+  return out;
+}
+
+}  // namespace sparse_map
+}  // namespace cuda
+}  // namespace fastperc
