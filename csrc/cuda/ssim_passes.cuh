@@ -4,13 +4,14 @@
 // intermediates live in global memory as [5 moments][plane][D][H][W]. The per-pixel math and the
 // padding maps are the ones the CPU kernels use (common/ssim_math.h).
 //
-// Status: compiled and linked in CI; not yet run on a GPU (no GPU was available to this project so
-// far). This separable, unfused design is the correct-first version; a shared-memory fused version is
-// the next step once it can be measured.
+// The drivers take the launcher (cuda/launch.cuh), so the tests also run them under the CPU emulator
+// (tests/cuda_emu).
+//
+// Status: compiled and linked in CI, run in the tests under the CPU emulator; not yet run on a GPU
+// (no GPU was available to this project so far). This separable, unfused design is the
+// correct-first version; a shared-memory fused version is the next step once it can be measured.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <c10/cuda/CUDAException.h>
-#include <c10/cuda/CUDAStream.h>
 
 #include <algorithm>
 
@@ -42,21 +43,22 @@ inline Dims dims_of(const SsimGeometry& g) {
 }
 
 // out[s][plane][pd][ph][ow] = sum_t w[t] stat_s(padded (pd, ph, ow + t)) for stats x, y, x^2, y^2, xy,
-// reading x and y through the padding; n = planes * Dp * Hp * Wo.
+// reading x and y (each with its own strides) through the padding; n = planes * Dp * Hp * Wo.
 template <typename scalar_t, typename T>
-__global__ void moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides st, Dims g,
-                                const T* __restrict__ w, int64_t n, T* __restrict__ out) {
+__global__ void moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
+                                Dims g, const T* __restrict__ w, int64_t n, T* __restrict__ out) {
   FASTPERC_GRID_LOOP(i, n) {
     const int64_t ow = i % g.Wo, ph = (i / g.Wo) % g.Hp, pd = (i / (g.Wo * g.Hp)) % g.Dp;
     const int64_t plane = i / (g.Wo * g.Hp * g.Dp);
     const int64_t sd = ssim_pad_source(pd, g.rd, g.D, g.mode), sh = ssim_pad_source(ph, g.r, g.H, g.mode);
     T a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0;
     if (sd >= 0 && sh >= 0) {
-      const int64_t base = (plane / g.C) * st.b + (plane % g.C) * st.c + sd * st.d + sh * st.h;
+      const int64_t bx = (plane / g.C) * sx.b + (plane % g.C) * sx.c + sd * sx.d + sh * sx.h;
+      const int64_t by = (plane / g.C) * sy.b + (plane % g.C) * sy.c + sd * sy.d + sh * sy.h;
       for (int64_t t = 0; t < g.k; ++t) {
         const int64_t sw = ssim_pad_source(ow + t, g.r, g.W, g.mode);
         if (sw < 0) continue;
-        const T xv = static_cast<T>(x[base + sw * st.w]), yv = static_cast<T>(y[base + sw * st.w]), wt = w[t];
+        const T xv = static_cast<T>(x[bx + sw * sx.w]), yv = static_cast<T>(y[by + sw * sy.w]), wt = w[t];
         a0 += wt * xv;
         a1 += wt * yv;
         a2 += wt * xv * xv;
@@ -106,27 +108,24 @@ __global__ void correlate_axis_adjoint(const T* __restrict__ in, int64_t outer, 
 }
 
 // The five window moments of every SSIM-map pixel: [5][planes][Do][Ho][Wo] in acc type.
-template <typename scalar_t, typename T>
-at::Tensor window_moments(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, const SsimGeometry& geo,
-                          cudaStream_t stream) {
+template <typename scalar_t, typename T, typename Launch>
+at::Tensor window_moments(const Launch& launch, const at::Tensor& x, const at::Tensor& y, const at::Tensor& window,
+                          const SsimGeometry& geo) {
   const Dims g = dims_of(geo);
   const int64_t planes = geo.planes();
   const auto opts = x.options().dtype(window.scalar_type());
   const T* w = window.const_data_ptr<T>();
   const int64_t n_w = planes * g.Dp * g.Hp * g.Wo;
   at::Tensor along_w = at::empty({5 * n_w}, opts);
-  moments_along_w<scalar_t, T><<<grid_for(n_w), kThreads, 0, stream>>>(
-      x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), g, w, n_w, along_w.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch(grid_for(n_w), kThreads, moments_along_w<scalar_t, T>, x.const_data_ptr<scalar_t>(),
+         y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g, w, n_w, along_w.data_ptr<T>());
   at::Tensor along_h = at::empty({5 * planes * g.Dp * g.Ho * g.Wo}, opts);
-  correlate_axis<T><<<grid_for(along_h.numel()), kThreads, 0, stream>>>(
-      along_w.const_data_ptr<T>(), 5 * planes * g.Dp, g.Hp, g.Wo, w, g.k, along_h.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch(grid_for(along_h.numel()), kThreads, correlate_axis<T>, along_w.const_data_ptr<T>(), 5 * planes * g.Dp, g.Hp,
+         g.Wo, w, g.k, along_h.data_ptr<T>());
   if (g.kd == 1) return along_h;
   at::Tensor along_d = at::empty({5 * planes * g.Do * g.Ho * g.Wo}, opts);
-  correlate_axis<T><<<grid_for(along_d.numel()), kThreads, 0, stream>>>(
-      along_h.const_data_ptr<T>(), 5 * planes, g.Dp, g.Ho * g.Wo, w, g.kd, along_d.data_ptr<T>());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch(grid_for(along_d.numel()), kThreads, correlate_axis<T>, along_h.const_data_ptr<T>(), 5 * planes, g.Dp,
+         g.Ho * g.Wo, w, g.kd, along_d.data_ptr<T>());
   return along_d;
 }
 
