@@ -30,12 +30,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_cuda(const at::Tensor& x, co
   const c10::cuda::CUDAGuard guard(x.device());
   const auto options = x.options().dtype(accumulate_type(x.scalar_type()));
   at::Tensor means[3] = {at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options)};
-  at::Tensor map = at::empty(ssim_map_shape(g), options);
   const at::Tensor w = window.contiguous();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_cuda", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     ssim_forward<scalar_t, T>(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, x, y, w, g, static_cast<T>(c1),
-                              static_cast<T>(c2), map, means);
+                              static_cast<T>(c2), nullptr, means);
   });
   return {means[0], means[1], means[2]};
 }
@@ -50,7 +49,7 @@ at::Tensor ssim_map_cuda(const at::Tensor& x, const at::Tensor& y, const at::Ten
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_map_cuda", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     ssim_forward<scalar_t, T>(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, x, y, w, g, static_cast<T>(c1),
-                              static_cast<T>(c2), map, nullptr);
+                              static_cast<T>(c2), &map, nullptr);
   });
   return map;
 }

@@ -35,11 +35,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim(const at::Tensor& x, const a
   const SsimGeometry g = check_ssim_inputs(x, y, window, c1, c2, padding);
   const auto options = x.options().dtype(accumulate_type(x.scalar_type()));
   at::Tensor means[3] = {at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options)};
-  at::Tensor map = at::empty(ssim_map_shape(g), options);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ssim_emulated", [&] {
     using T = acc_t<scalar_t>;
     cuda::ssim_detail::ssim_forward<scalar_t, T>(emu::Launch{}, x, y, window.contiguous(), g, static_cast<T>(c1),
-                                                 static_cast<T>(c2), map, means);
+                                                 static_cast<T>(c2), nullptr, means);
   });
   return {means[0], means[1], means[2]};
 }
@@ -51,7 +50,7 @@ at::Tensor ssim_map(const at::Tensor& x, const at::Tensor& y, const at::Tensor& 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "ssim_map_emulated", [&] {
     using T = acc_t<scalar_t>;
     cuda::ssim_detail::ssim_forward<scalar_t, T>(emu::Launch{}, x, y, window.contiguous(), g, static_cast<T>(c1),
-                                                 static_cast<T>(c2), map, nullptr);
+                                                 static_cast<T>(c2), &map, nullptr);
   });
   return map;
 }
