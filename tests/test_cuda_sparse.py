@@ -64,7 +64,7 @@ def test_kernel_map_at_the_corner_of_the_key_space_and_errors(backend):
     got = dev_ops.sparse_kernel_map(c.to(device), c.to(device), *args)
     assert torch.equal(got.cpu(), reference.sparse.kernel_map(c, c, *args))
     dup = torch.tensor([[0, 1, 1, 1], [0, 2, 2, 2], [0, 1, 1, 1]], dtype=torch.int32, device=device)
-    with pytest.raises(RuntimeError, match=r"duplicate site \(0, 1, 1, 1\) at row 2"):
+    with pytest.raises(RuntimeError, match=r"duplicate site \(0, 1, 1, 1\) at rows 0 and 2"):
         dev_ops.sparse_kernel_map(dup, dup[:1], *args)
     with pytest.raises(RuntimeError, match=r"site 1 \(32768, 0, 0, 0\) is outside the key space"):
         dev_ops.sparse_kernel_map(torch.tensor([[0, 1, 1, 1], [32768, 0, 0, 0]], dtype=torch.int32, device=device),

@@ -8,8 +8,11 @@
 // space, duplicates) are flagged by the kernels that see them and raised, with the first bad row,
 // before any map is written.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/all.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/eq.h>
 #include <ATen/ops/full.h>
+#include <ATen/ops/nonzero.h>
 #include <ATen/ops/sort.h>
 #include <ATen/ops/unique_consecutive.h>
 
@@ -114,9 +117,14 @@ inline void raise_flagged(const at::Tensor& errors, const at::Tensor& in_c, cons
     check_site_in_key_space(host_site(out_c, e[kOutputOutsideKeySpace]).data(),
                             static_cast<int64_t>(e[kOutputOutsideKeySpace]));
   if (e[kDuplicateInput] != kNoRow) {
+    // Which copy lost the insertion race varies from run to run: name the first two rows holding the
+    // site instead, found on the host (this is the error path).
+    const at::Tensor site = in_c[static_cast<int64_t>(e[kDuplicateInput])];
+    const at::Tensor rows = at::nonzero(at::eq(in_c, site.unsqueeze(0)).all(1)).cpu();
     const std::vector<int32_t> s = host_site(in_c, e[kDuplicateInput]);
-    TORCH_CHECK(false, "fastperc: duplicate site (", s[0], ", ", s[1], ", ", s[2], ", ", s[3], ") at row ",
-                static_cast<int64_t>(e[kDuplicateInput]), "; merge duplicates first (fastperc.sparse.voxelize)");
+    TORCH_CHECK(false, "fastperc: duplicate site (", s[0], ", ", s[1], ", ", s[2], ", ", s[3], ") at rows ",
+                rows[0].item<int64_t>(), " and ", rows[1].item<int64_t>(),
+                "; merge duplicates first (fastperc.sparse.voxelize)");
   }
   if (e[kOutsideGrid] != kNoRow) {
     const std::vector<int32_t> s = host_site(in_c, e[kOutsideGrid]);

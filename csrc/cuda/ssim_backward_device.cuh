@@ -2,7 +2,14 @@
 // Kernels and driver of the CUDA SSIM backward (ssim_backward_kernel.cu): moments -> per-pixel moment
 // gradients -> adjoint of the window filter on the padded grid -> fold onto the inputs (+ the |x - y|
 // term). Same math as the CPU kernel (common/ssim_math.h).
-#include "cuda/ssim_passes.cuh"
+//
+// Fused path (2D, float32 accumulation, window <= kFusedMaxWin, valid or zero padding): kernel one
+// recomputes the moments of a 16 x 32 map tile in shared memory (stage one of the fused forward) and
+// writes the five per-pixel moment gradients; kernel two, per 16 x 32 tile of the input, loads each
+// gradient map's halo into shared memory, applies the adjoint window along W and H, and folds the
+// result onto x and y (one padded copy per input pixel with these paddings). Reflect padding, 3D,
+// float64 and wider windows take the separable passes.
+#include "cuda/ssim_forward_device.cuh"
 
 namespace fastperc {
 namespace cuda {
@@ -36,6 +43,100 @@ __global__ void moment_grads(const T* __restrict__ m, int64_t n, Dims g, T c1, T
     ssim_pixel_grad<T>(m[i], m[n + i], m[2 * n + i], m[3 * n + i], m[4 * n + i], c1, c2,
                        weight_at(gs, b, c, od, oh, ow), weight_at(gc, b, c, od, oh, ow), d[i], d[n + i],
                        d[2 * n + i], d[3 * n + i], d[4 * n + i]);
+  }
+}
+
+// The five moment gradients of every pixel of one map tile: d[s][plane][oh][ow], s = mx, my, exx,
+// eyy, exy, with n = planes * Ho * Wo.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    ssim_moment_grads_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
+                         Dims g, const float* __restrict__ window, float c1, float c2, Weights<float> gs,
+                         Weights<float> gc, int64_t tiles_w, int64_t plane0, int64_t n, float* __restrict__ d) {
+  __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
+  __shared__ float along_w[5][kFusedInH][kFusedTileW];
+  __shared__ float w[kFusedMaxWin];
+  const int tid = threadIdx.x;
+  const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y, b = plane / g.C, c = plane % g.C;
+  const int64_t oh0 = (tile / tiles_w) * kFusedTileH, ow0 = (tile % tiles_w) * kFusedTileW;
+  const int k = static_cast<int>(g.k);
+  fused_moments_along_w(x, y, sx, sy, g, window, plane, oh0, ow0, in_x, in_y, along_w, w);
+  const int q = tid % kFusedTileW;
+  for (int r = tid / kFusedTileW; r < kFusedTileH; r += kThreads / kFusedTileW) {
+    const int64_t oh = oh0 + r, ow = ow0 + q;
+    if (oh >= g.Ho || ow >= g.Wo) continue;
+    float m[5];
+    fused_moments_at(along_w, w, k, r, q, m);
+    const int64_t i = (plane * g.Ho + oh) * g.Wo + ow;
+    ssim_pixel_grad<float>(m[0], m[1], m[2], m[3], m[4], c1, c2, weight_at(gs, b, c, 0, oh, ow),
+                           weight_at(gc, b, c, 0, oh, ow), d[i], d[n + i], d[2 * n + i], d[3 * n + i], d[4 * n + i]);
+  }
+}
+
+// Per 16 x 32 tile of one input plane: F_s(p) = sum_{a, b} w[a] w[b] d_s(p - (a, b)) at the padded
+// pixel p = q + r of each input pixel q (valid or zero padding: its only copy), then
+// grad_x = F_mx + 2 x F_exx + y F_exy (+ L1), grad_y = F_my + 2 y F_eyy + x F_exy (- L1), stored
+// contiguous in the input dtype. Only the maps a wanted gradient reads are filtered.
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    ssim_adjoint_fold_2d(const float* __restrict__ d, int64_t n, Dims g, const float* __restrict__ window,
+                         const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
+                         Weights<float> gl, int64_t tiles_w, int64_t plane0, scalar_t* __restrict__ gx,
+                         scalar_t* __restrict__ gy) {
+  __shared__ float halo[kFusedInH][kFusedInW];
+  __shared__ float along_w[kFusedInH][kFusedTileW];
+  __shared__ float w[kFusedMaxWin];
+  constexpr int kRowsPerThread = kFusedTileH / (kThreads / kFusedTileW);
+  const int tid = threadIdx.x, q = tid % kFusedTileW, r0 = tid / kFusedTileW;
+  const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y, b = plane / g.C, c = plane % g.C;
+  const int64_t qh0 = (tile / tiles_w) * kFusedTileH, qw0 = (tile % tiles_w) * kFusedTileW;
+  const int k = static_cast<int>(g.k), in_h = kFusedTileH + k - 1, in_w = kFusedTileW + k - 1;
+  // Map pixels that reach the tile: rows qh0 + r - (k - 1) .. qh0 + r + 15, likewise columns.
+  const int64_t mh0 = qh0 + g.r - (k - 1), mw0 = qw0 + g.r - (k - 1);
+  if (tid < k) w[tid] = window[tid];
+  float f[kRowsPerThread][5] = {};
+  for (int s = 0; s < 5; ++s) {
+    const bool wanted = (s == 4) || (s % 2 == 0 ? gx != nullptr : gy != nullptr);  // 0, 2: x; 1, 3: y; 4: both
+    if (!wanted) continue;  // uniform across the block
+    const float* ds = d + s * n + plane * g.Ho * g.Wo;
+    for (int idx = tid; idx < in_h * in_w; idx += kThreads) {
+      const int i = idx / in_w, j = idx % in_w;
+      const int64_t oh = mh0 + i, ow = mw0 + j;
+      halo[i][j] = oh >= 0 && oh < g.Ho && ow >= 0 && ow < g.Wo ? ds[oh * g.Wo + ow] : 0.f;
+    }
+    __syncthreads();
+    for (int idx = tid; idx < in_h * kFusedTileW; idx += kThreads) {
+      const int i = idx / kFusedTileW, j = idx % kFusedTileW;
+      float a = 0.f;
+      for (int t = 0; t < k; ++t) a += w[t] * halo[i][j + k - 1 - t];
+      along_w[i][j] = a;
+    }
+    __syncthreads();
+    for (int e = 0; e < kRowsPerThread; ++e) {
+      const int rr = r0 + e * (kThreads / kFusedTileW);
+      float a = 0.f;
+      for (int t = 0; t < k; ++t) a += w[t] * along_w[rr + k - 1 - t][q];
+      f[e][s] = a;
+    }
+    // No barrier needed here: the next map's halo is written after everyone passed the barrier above
+    // (halo reads are done), and its along_w after the next first barrier (along_w reads are done).
+  }
+  for (int e = 0; e < kRowsPerThread; ++e) {
+    const int64_t qh = qh0 + r0 + e * (kThreads / kFusedTileW), qw = qw0 + q;
+    if (qh >= g.H || qw >= g.W) continue;
+    const float xv = static_cast<float>(x[b * sx.b + c * sx.c + qh * sx.h + qw * sx.w]);
+    const float yv = static_cast<float>(y[b * sy.b + c * sy.c + qh * sy.h + qw * sy.w]);
+    float ax = f[e][0] + 2.f * xv * f[e][2] + yv * f[e][4];
+    float ay = f[e][1] + 2.f * yv * f[e][3] + xv * f[e][4];
+    if (gl.data != nullptr) {
+      const float diff = xv - yv;
+      const float v = (diff > 0.f ? 1.f : (diff < 0.f ? -1.f : 0.f)) * weight_at(gl, b, c, 0, qh, qw);
+      ax += v;
+      ay -= v;
+    }
+    const int64_t out = (plane * g.H + qh) * g.W + qw;
+    if (gx != nullptr) gx[out] = static_cast<scalar_t>(ax);
+    if (gy != nullptr) gy[out] = static_cast<scalar_t>(ay);
   }
 }
 
@@ -86,6 +187,36 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
   const int64_t planes = geo.planes();
   const auto opts = x.options().dtype(window.scalar_type());
   const T* w = window.const_data_ptr<T>();
+  // An unwanted gradient comes back empty and is not written.
+  at::Tensor gx = need_x ? at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous))
+                         : at::empty({0}, x.options());
+  at::Tensor gy = need_y ? at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous))
+                         : at::empty({0}, y.options());
+  if constexpr (std::is_same_v<T, float>) {
+    if (fused_eligible<T>(geo) && geo.mode != kSsimReflect) {
+      const int64_t n = planes * geo.map_size();
+      at::Tensor dm = at::empty({5 * n}, opts);
+      const int64_t map_tiles_w = (geo.Wo + kFusedTileW - 1) / kFusedTileW;
+      const int64_t map_tiles = map_tiles_w * ((geo.Ho + kFusedTileH - 1) / kFusedTileH);
+      const int64_t in_tiles_w = (geo.W + kFusedTileW - 1) / kFusedTileW;
+      const int64_t in_tiles = in_tiles_w * ((geo.H + kFusedTileH - 1) / kFusedTileH);
+      TORCH_CHECK(in_tiles < (int64_t{1} << 31), "fastperc: image too large for the CUDA SSIM kernel");
+      for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
+        const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));
+        launch(dim3(static_cast<unsigned>(map_tiles), chunk), kThreads, ssim_moment_grads_2d<scalar_t>,
+               x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g, w, c1, c2,
+               weights_of<float>(grad_ssim), weights_of<float>(grad_cs), map_tiles_w, p0, n, dm.data_ptr<float>());
+      }
+      for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
+        const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));
+        launch(dim3(static_cast<unsigned>(in_tiles), chunk), kThreads, ssim_adjoint_fold_2d<scalar_t>,
+               dm.const_data_ptr<float>(), n, g, w, x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
+               strides_of(x), strides_of(y), weights_of<float>(grad_l1), in_tiles_w, p0,
+               need_x ? gx.data_ptr<scalar_t>() : nullptr, need_y ? gy.data_ptr<scalar_t>() : nullptr);
+      }
+      return {gx, gy};
+    }
+  }
 
   const at::Tensor m = window_moments<scalar_t, T>(launch, x, y, window, geo);
   const int64_t n = planes * geo.map_size();
@@ -112,11 +243,6 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
   launch(grid_for(f.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), 5 * planes * g.Dp * g.Hp,
          g.Wo, int64_t{1}, w, g.k, f.data_ptr<T>());
 
-  // An unwanted gradient comes back empty; its fold writes are skipped (the filters are shared).
-  at::Tensor gx = need_x ? at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous))
-                         : at::empty({0}, x.options());
-  at::Tensor gy = need_y ? at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous))
-                         : at::empty({0}, y.options());
   const int64_t total = planes * geo.image_size();
   launch(grid_for(total), kThreads, fold_to_inputs<scalar_t, T>, f.const_data_ptr<T>(), padded_total,
          x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g,

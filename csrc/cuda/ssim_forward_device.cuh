@@ -27,25 +27,19 @@ bool fused_eligible(const SsimGeometry& g) {
   return std::is_same_v<T, float> && !g.volumetric && g.k <= kFusedMaxWin;
 }
 
-// SSIM (and CS) of one map tile; map, when given, receives the per-pixel SSIM. tile_sums[plane][tile]
-// gets the tile's SSIM and CS sums (2 values). planes beyond 65535 come in chunks (plane0).
+// Stage one of the fused kernels: the padded input tile of map tile (oh0, ow0) of one plane into
+// shared memory (zeros past the padded grid), then its five moments filtered along W for every input
+// row of the tile (along_w), and the window taps (w). Ends with a barrier.
 template <typename scalar_t>
-__global__ void __launch_bounds__(kThreads)
-    ssim_fused_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy, Dims g,
-                  const float* __restrict__ window, float c1, float c2, int64_t tiles_w, int64_t tiles, int64_t plane0,
-                  float* __restrict__ map, float* __restrict__ tile_sums) {
-  __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
-  __shared__ float along_w[5][kFusedInH][kFusedTileW];
-  __shared__ float w[kFusedMaxWin];
-  __shared__ float red[2][kThreads];
+__device__ __forceinline__ void fused_moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
+                                                      const Strides& sx, const Strides& sy, const Dims& g,
+                                                      const float* __restrict__ window, int64_t plane, int64_t oh0,
+                                                      int64_t ow0, float (*in_x)[kFusedInW], float (*in_y)[kFusedInW],
+                                                      float (*along_w)[kFusedInH][kFusedTileW], float* w) {
   const int tid = threadIdx.x;
-  const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y;
-  const int64_t oh0 = (tile / tiles_w) * kFusedTileH, ow0 = (tile % tiles_w) * kFusedTileW;
   const int k = static_cast<int>(g.k), in_h = kFusedTileH + k - 1, in_w = kFusedTileW + k - 1;
   const int64_t b = plane / g.C, c = plane % g.C;
   const int64_t bx = b * sx.b + c * sx.c, by = b * sy.b + c * sy.c;
-
-  // The padded input tile: rows oh0.., columns ow0.. of the padded grid, zeros past its end.
   if (tid < k) w[tid] = window[tid];
   for (int idx = tid; idx < in_h * in_w; idx += kThreads) {
     const int r = idx / in_w, q = idx % in_w;
@@ -62,7 +56,6 @@ __global__ void __launch_bounds__(kThreads)
     in_y[r][q] = yv;
   }
   __syncthreads();
-  // The five moments filtered along W, for every input row of the tile.
   for (int idx = tid; idx < in_h * kFusedTileW; idx += kThreads) {
     const int r = idx / kFusedTileW, q = idx % kFusedTileW;
     float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f, a4 = 0.f;
@@ -81,15 +74,40 @@ __global__ void __launch_bounds__(kThreads)
     along_w[4][r][q] = a4;
   }
   __syncthreads();
+}
+
+// Stage two: the five window moments of map pixel (row r, column q) of the tile.
+__device__ __forceinline__ void fused_moments_at(const float (*along_w)[kFusedInH][kFusedTileW], const float* w, int k,
+                                                 int r, int q, float m[5]) {
+  for (int s = 0; s < 5; ++s) m[s] = 0.f;
+  for (int t = 0; t < k; ++t)
+    for (int s = 0; s < 5; ++s) m[s] += w[t] * along_w[s][r + t][q];
+}
+
+// SSIM (and CS) of one map tile; map, when given, receives the per-pixel SSIM. tile_sums[plane][tile]
+// gets the tile's SSIM and CS sums (2 values). planes beyond 65535 come in chunks (plane0).
+template <typename scalar_t>
+__global__ void __launch_bounds__(kThreads)
+    ssim_fused_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy, Dims g,
+                  const float* __restrict__ window, float c1, float c2, int64_t tiles_w, int64_t tiles, int64_t plane0,
+                  float* __restrict__ map, float* __restrict__ tile_sums) {
+  __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
+  __shared__ float along_w[5][kFusedInH][kFusedTileW];
+  __shared__ float w[kFusedMaxWin];
+  __shared__ float red[2][kThreads];
+  const int tid = threadIdx.x;
+  const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y;
+  const int64_t oh0 = (tile / tiles_w) * kFusedTileH, ow0 = (tile % tiles_w) * kFusedTileW;
+  const int k = static_cast<int>(g.k);
+  fused_moments_along_w(x, y, sx, sy, g, window, plane, oh0, ow0, in_x, in_y, along_w, w);
   // Along H per map pixel, then SSIM and CS.
   const int q = tid % kFusedTileW;
   float sum_s = 0.f, sum_c = 0.f;
   for (int r = tid / kFusedTileW; r < kFusedTileH; r += kThreads / kFusedTileW) {
     const int64_t oh = oh0 + r, ow = ow0 + q;
     if (oh >= g.Ho || ow >= g.Wo) continue;
-    float m[5] = {0.f, 0.f, 0.f, 0.f, 0.f};
-    for (int t = 0; t < k; ++t)
-      for (int s = 0; s < 5; ++s) m[s] += w[t] * along_w[s][r + t][q];
+    float m[5];
+    fused_moments_at(along_w, w, k, r, q, m);
     float ssim, cs;
     ssim_pixel<float>(m[0], m[1], m[2], m[3], m[4], c1, c2, ssim, cs);
     if (map != nullptr) map[(plane * g.Ho + oh) * g.Wo + ow] = ssim;

@@ -2,7 +2,9 @@
 // Runs CUDA kernels on the CPU, for the tests of kernels that no GPU has run yet. The threads of a
 // block are fibers (ucontext) on one OS thread: each runs until it reaches __syncthreads or returns,
 // and once every live thread of the block is waiting, all resume (threads that returned count as
-// arrived, as on the GPU). Blocks run one after another, so __shared__ variables can be function
+// arrived, as on the GPU). Each round resumes the threads in a fresh pseudo-random order (seeded, so
+// runs repeat), so a shared-memory race between barriers shows up as a wrong result instead of
+// depending on one fixed thread order. Blocks run one after another, so __shared__ variables can be function
 // statics. Atomics are plain read-modify-writes (one OS thread).
 //
 // What this checks: index math, shared-memory tiling, barriers and their votes, the launch geometry
@@ -12,7 +14,9 @@
 // Include after every ATen / torch header and before the kernel headers (cuda/*_device.cuh).
 #include <ucontext.h>
 
+#include <algorithm>
 #include <functional>
+#include <random>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -47,9 +51,12 @@ class Block {
       makecontext(&f.context, &Block::entry, 0);
     }
     unsigned alive = n;
+    order_.resize(n);
+    for (unsigned t = 0; t < n; ++t) order_[t] = t;
     while (alive > 0) {  // one round: every live thread runs to its next barrier or returns
       vote_ = 0;
-      for (unsigned t = 0; t < n; ++t) {
+      std::shuffle(order_.begin(), order_.end(), rng_);
+      for (unsigned t : order_) {
         Fiber& f = fibers_[t];
         if (f.done) continue;
         current_ = &f;
@@ -78,6 +85,8 @@ class Block {
   static void entry();
 
   std::vector<Fiber> fibers_;
+  std::vector<unsigned> order_;
+  std::mt19937 rng_{12345};
   std::vector<std::unique_ptr<char[]>> stacks_;
   ucontext_t scheduler_;
   Fiber* current_ = nullptr;
