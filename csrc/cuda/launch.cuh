@@ -23,6 +23,8 @@ inline unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)));
 }
 
+// Kernel headers (cuda/*_device.cuh) may be included by several translation units: their non-template
+// kernels and device functions are static.
 #define FASTPERC_GRID_LOOP(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 

@@ -164,14 +164,14 @@ __global__ void sum_splits(const acc_t* __restrict__ partial, int64_t splits, in
 }
 
 // Flags the first map entry that is neither -1 nor a row < n_rows.
-__global__ void check_map_entries(const int64_t* __restrict__ map, int64_t size, int64_t n_rows, ull* __restrict__ bad) {
+static __global__ void check_map_entries(const int64_t* __restrict__ map, int64_t size, int64_t n_rows, ull* __restrict__ bad) {
   FASTPERC_GRID_LOOP(i, size) {
     const int64_t v = map[i];
     if (v < -1 || v >= n_rows) atomicMin(bad, static_cast<ull>(i));
   }
 }
 
-__global__ void scatter_inverse(const int64_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t n_in,
+static __global__ void scatter_inverse(const int64_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t n_in,
                                 int64_t* __restrict__ inv) {
   FASTPERC_GRID_LOOP(idx, volume * n_out) {
     const int64_t v = map[idx];

@@ -40,9 +40,9 @@ struct Triple {
 
 inline Triple triple_of(const std::vector<int64_t>& t) { return {{t[0], t[1], t[2]}}; }
 
-__device__ void flag_row(ull* errors, int slot, int64_t row) { atomicMin(errors + slot, static_cast<ull>(row)); }
+static __device__ void flag_row(ull* errors, int slot, int64_t row) { atomicMin(errors + slot, static_cast<ull>(row)); }
 
-__device__ int64_t find_row(const int64_t* __restrict__ keys, const int64_t* __restrict__ rows, int64_t mask,
+static __device__ int64_t find_row(const int64_t* __restrict__ keys, const int64_t* __restrict__ rows, int64_t mask,
                             int64_t key) {
   int64_t slot = sparse_slot(key, mask);
   while (true) {
@@ -54,7 +54,7 @@ __device__ int64_t find_row(const int64_t* __restrict__ keys, const int64_t* __r
 }
 
 // Inserts every input site; flags sites outside the key space and duplicates (the later row).
-__global__ void insert_sites(const int32_t* __restrict__ c, int64_t n, int64_t mask, int64_t* __restrict__ keys,
+static __global__ void insert_sites(const int32_t* __restrict__ c, int64_t n, int64_t mask, int64_t* __restrict__ keys,
                              int64_t* __restrict__ rows, ull* __restrict__ errors) {
   FASTPERC_GRID_LOOP(i, n) {
     const int32_t* s = c + 4 * i;
@@ -79,7 +79,7 @@ __global__ void insert_sites(const int32_t* __restrict__ c, int64_t n, int64_t m
   }
 }
 
-__global__ void check_sites(const int32_t* __restrict__ c, int64_t n, ull* __restrict__ errors) {
+static __global__ void check_sites(const int32_t* __restrict__ c, int64_t n, ull* __restrict__ errors) {
   FASTPERC_GRID_LOOP(i, n) {
     const int32_t* s = c + 4 * i;
     if (!site_in_key_space(s[0], s[1], s[2], s[3])) flag_row(errors, kOutputOutsideKeySpace, i);
@@ -88,7 +88,7 @@ __global__ void check_sites(const int32_t* __restrict__ c, int64_t n, ull* __res
 
 // map[k, j] for every (offset k, output j); consecutive threads take consecutive j, so the writes of a
 // warp are contiguous.
-__global__ void probe_map(const int32_t* __restrict__ out_c, int64_t n_out, int64_t volume, Triple ks, Triple st,
+static __global__ void probe_map(const int32_t* __restrict__ out_c, int64_t n_out, int64_t volume, Triple ks, Triple st,
                           Triple pd, Triple dl, bool transposed, const int64_t* __restrict__ keys,
                           const int64_t* __restrict__ rows, int64_t mask, int64_t* __restrict__ map) {
   const auto find = [&](int64_t key) { return find_row(keys, rows, mask, key); };
@@ -142,7 +142,7 @@ inline ull* error_ptr(at::Tensor& errors) { return reinterpret_cast<ull*>(errors
 
 // The key of every output site each input reaches through each offset, or -1; flags inputs outside
 // the grid.
-__global__ void candidate_keys(const int32_t* __restrict__ c, int64_t n, int64_t volume, Triple ks, Triple st,
+static __global__ void candidate_keys(const int32_t* __restrict__ c, int64_t n, int64_t volume, Triple ks, Triple st,
                                Triple pd, Triple dl, Triple shape, Triple out_shape, bool transposed,
                                int64_t* __restrict__ keys, ull* __restrict__ errors) {
   FASTPERC_GRID_LOOP(idx, n * volume) {
@@ -163,7 +163,7 @@ __global__ void candidate_keys(const int32_t* __restrict__ c, int64_t n, int64_t
   }
 }
 
-__global__ void unpack_keys(const int64_t* __restrict__ keys, int64_t n, int32_t* __restrict__ coords) {
+static __global__ void unpack_keys(const int64_t* __restrict__ keys, int64_t n, int32_t* __restrict__ coords) {
   FASTPERC_GRID_LOOP(idx, 4 * n) { coords[idx] = sparse_key_part(keys[idx / 4], static_cast<int>(idx % 4)); }
 }
 
