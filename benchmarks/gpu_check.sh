@@ -27,7 +27,7 @@ python -m pytest tests -q -x -rs 2>&1 | tail -15 | tee -a "$REPORT"
 section "compute-sanitizer (memcheck, racecheck, synccheck, initcheck) on the CUDA tests"
 for tool in memcheck racecheck synccheck initcheck; do
   compute-sanitizer --tool "$tool" --error-exitcode 1 --target-processes all \
-    python -m pytest tests/test_cuda.py tests/test_cuda_sparse.py -q -x -k "not compile and not grid_limit" 2>&1 | tail -4 | sed "s/^/[$tool] /" | tee -a "$REPORT"
+    python -m pytest tests/test_cuda.py tests/test_cuda_sparse.py tests/test_cuda_kernels.py -q -x -k "not compile and not grid_limit and not emulated and not api_forward" 2>&1 | tail -4 | sed "s/^/[$tool] /" | tee -a "$REPORT"
 done
 
 section "benchmarks (fastperc bench --device cuda)"

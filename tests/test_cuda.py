@@ -4,6 +4,7 @@ import torch
 
 import fastperc
 from fastperc import _backend, reference
+from fastperc.functional.ssim import window_1d
 from conftest import rel_err
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
@@ -84,3 +85,46 @@ def test_compile_on_cuda():
     x2 = x.detach().clone().requires_grad_(True)
     fastperc.style_loss(x2, a).backward()
     torch.testing.assert_close(x.grad, x2.grad, rtol=1e-5, atol=1e-10)
+
+
+def _ssim_pair(shape, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(shape, generator=g)
+    y = (x + 0.1 * torch.randn(shape, generator=g)).clamp(0, 1)
+    return x.to(dtype), y.to(dtype)
+
+
+@pytest.mark.parametrize("padding", ["valid", "zero", "reflect"])
+def test_ssim_api_forward_backward_on_cuda(padding):
+    # The public API on a 1080p frame (the 3DGS case): values and both gradients against the CPU.
+    x, y = _ssim_pair((1, 3, 1080, 1920))
+    results = []
+    for device in ("cpu", "cuda"):
+        xa, ya = x.to(device).requires_grad_(True), y.to(device).requires_grad_(True)
+        value = fastperc.ssim(xa, ya, data_range=1.0, padding=padding)
+        value.backward()
+        results.append((value.cpu(), xa.grad.cpu(), ya.grad.cpu()))
+    for a, b in zip(results[0], results[1]):
+        assert rel_err(b, a) < 1e-4
+
+
+def test_ssim_planes_beyond_grid_limit_and_ms_ssim():
+    x, y = _ssim_pair((70000, 1, 16, 16))
+    w = window_1d(11, 1.5, "gaussian", torch.float32, "cpu")
+    got = torch.ops.fastperc.ssim(x.cuda(), y.cuda(), w.cuda(), 1e-4, 9e-4, 1)[0].cpu()
+    torch.testing.assert_close(got, torch.ops.fastperc.ssim(x, y, w, 1e-4, 9e-4, 1)[0], rtol=1e-5, atol=1e-6)
+    x, y = _ssim_pair((2, 3, 256, 256))
+    torch.testing.assert_close(fastperc.ms_ssim(x.cuda(), y.cuda(), data_range=1.0).cpu(),
+                               fastperc.ms_ssim(x, y, data_range=1.0), rtol=1e-5, atol=1e-6)
+
+
+def test_ssim_gradcheck_opcheck_and_compile_on_cuda():
+    x, y = (t.double().cuda() for t in _ssim_pair((1, 2, 13, 14)))
+    xr = x.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a: fastperc.ssim(a, y, data_range=1.0, win_size=5, padding="zero"), (xr,))
+    w = window_1d(5, 1.5, "gaussian", torch.float64, "cuda")
+    torch.library.opcheck(torch.ops.fastperc.ssim.default, (xr, y, w, 1e-4, 9e-4, 1))
+    torch.library.opcheck(torch.ops.fastperc.ssim_map.default, (xr, y, w, 1e-4, 9e-4, 0))
+    xf, yf = (t.float().requires_grad_(True) for t in (x, y))
+    fn = torch.compile(lambda a, b: fastperc.ssim(a, b, data_range=1.0, padding="zero"), fullgraph=True)
+    torch.testing.assert_close(fn(xf, yf), fastperc.ssim(xf, yf, data_range=1.0, padding="zero"), rtol=1e-6, atol=1e-6)

@@ -1,5 +1,5 @@
 // The CUDA kernel drivers of fastperc, run on CPU tensors under the emulator (emulate.h), registered
-// as torch.ops.fastperc_emu.* with the schemas of the real ops. Built by tests/test_cuda_emulated.py.
+// as torch.ops.fastperc_emu.* with the schemas of the real ops. Built by tests/cuda_emu/__init__.py.
 #include <ATen/ATen.h>
 #include <torch/library.h>
 

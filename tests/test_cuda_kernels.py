@@ -1,7 +1,8 @@
-"""The CUDA Gram and SSIM kernels, run on the CPU under the emulator of tests/cuda_emu (the same kernel
-and driver source nvcc compiles; block threads as fibers, barriers honoured), against the CPU kernels
-and torch. This runs everywhere; tests/test_cuda.py runs the same kernels on a GPU when there is one.
-The sparse kernels' emulated runs are in tests/test_cuda_sparse.py."""
+"""The CUDA Gram and SSIM kernels against the CPU kernels and torch, each test twice: under the CPU
+emulator of tests/cuda_emu (the same kernel and driver source nvcc compiles; block threads as fibers,
+barriers honoured), which runs everywhere, and on the GPU, skipped only without one. CPU tensors go
+in; the GPU runs get copies. The sparse kernels' runs are in tests/test_cuda_sparse.py; GPU-only
+behaviour (streams, compile, grid limits) in tests/test_cuda.py."""
 import pytest
 import torch
 
@@ -13,8 +14,33 @@ cpu = torch.ops.fastperc
 TOL = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 1e-5, torch.bfloat16: 1e-5}
 
 
-@pytest.fixture(scope="module")
-def emu():
+class OnGpu:
+    """The emulated ops' calls, run by the real CUDA ops on copies (results come back to the CPU)."""
+
+    @staticmethod
+    def _run(op, *args):
+        out = op(*[a.cuda() if isinstance(a, torch.Tensor) else a for a in args])
+        return tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu()
+
+    def gram(self, x, scale, sms):  # the GPU picks its own split count
+        return self._run(cpu.gram, x, scale)
+
+    def ssim(self, *args):
+        return self._run(cpu.ssim, *args)
+
+    def ssim_map(self, *args):
+        return self._run(cpu.ssim_map, *args)
+
+    def ssim_backward(self, *args):
+        return self._run(cpu.ssim_backward, *args)
+
+
+@pytest.fixture(scope="module", params=["emulated", "cuda"])
+def emu(request):
+    if request.param == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+        return OnGpu()
     return load_emulated_ops()
 
 
@@ -38,7 +64,7 @@ def test_gram_strided_inputs_and_split_count(emu):
     for x in (channels_fast, base[:, :, ::2]):
         ref = torch.bmm(x, x.transpose(1, 2))
         torch.testing.assert_close(emu.gram(x, 1.0, 4), ref, rtol=1e-12, atol=1e-12)
-    # the splits change the summation order only
+    # the splits change the summation order only (the GPU picks its own)
     torch.testing.assert_close(emu.gram(base, 1.0, 1), emu.gram(base, 1.0, 64), rtol=1e-13, atol=1e-12)
     torch.testing.assert_close(emu.gram(base, 1.0, 1), expected, rtol=1e-12, atol=1e-12)
 
