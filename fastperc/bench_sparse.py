@@ -96,7 +96,11 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
             rows.append(_row("fwd", shape, impl, n, fwd(conv), truth_fwd, None, min_time))
             rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(conv), truth_grad, None, min_time))
         if spc is not None:
-            rows.extend(_spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time))
+            try:
+                rows.extend(_spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time))
+            except Exception as exc:  # e.g. a CPU-only spconv build given CUDA tensors: say so, keep the rest
+                rows.append(dict(op="subm", mode="fwd", shape=shape, impl="spconv", ms=float("nan"),
+                                 msites_s=float("nan"), err=None, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}"))
         if channels == max(c for v, c in workloads if v == voxel):
             rows.extend(_crop_rows(base_cpu, voxel, channels, CROP if not quick else QUICK_CROP, min_time, device, dtype))
     for mode in ("map", "fwd", "fwd+bwd"):

@@ -172,7 +172,7 @@ static __global__ void check_map_entries(const int64_t* __restrict__ map, int64_
 }
 
 static __global__ void scatter_inverse(const int64_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t n_in,
-                                int64_t* __restrict__ inv) {
+                                       int64_t* __restrict__ inv) {
   FASTPERC_GRID_LOOP(idx, volume * n_out) {
     const int64_t v = map[idx];
     if (v >= 0) inv[(idx / n_out) * n_in + v] = idx % n_out;  // each input feeds one output per offset

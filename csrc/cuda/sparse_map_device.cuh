@@ -43,7 +43,7 @@ inline Triple triple_of(const std::vector<int64_t>& t) { return {{t[0], t[1], t[
 static __device__ void flag_row(ull* errors, int slot, int64_t row) { atomicMin(errors + slot, static_cast<ull>(row)); }
 
 static __device__ int64_t find_row(const int64_t* __restrict__ keys, const int64_t* __restrict__ rows, int64_t mask,
-                            int64_t key) {
+                                   int64_t key) {
   int64_t slot = sparse_slot(key, mask);
   while (true) {
     const int64_t k = keys[slot];
@@ -53,9 +53,10 @@ static __device__ int64_t find_row(const int64_t* __restrict__ keys, const int64
   }
 }
 
-// Inserts every input site; flags sites outside the key space and duplicates (the later row).
+// Inserts every input site; flags sites outside the key space, and duplicates (the copy that loses
+// the insertion race, so the error message looks the rows up again).
 static __global__ void insert_sites(const int32_t* __restrict__ c, int64_t n, int64_t mask, int64_t* __restrict__ keys,
-                             int64_t* __restrict__ rows, ull* __restrict__ errors) {
+                                    int64_t* __restrict__ rows, ull* __restrict__ errors) {
   FASTPERC_GRID_LOOP(i, n) {
     const int32_t* s = c + 4 * i;
     if (!site_in_key_space(s[0], s[1], s[2], s[3])) {
@@ -89,8 +90,8 @@ static __global__ void check_sites(const int32_t* __restrict__ c, int64_t n, ull
 // map[k, j] for every (offset k, output j); consecutive threads take consecutive j, so the writes of a
 // warp are contiguous.
 static __global__ void probe_map(const int32_t* __restrict__ out_c, int64_t n_out, int64_t volume, Triple ks, Triple st,
-                          Triple pd, Triple dl, bool transposed, const int64_t* __restrict__ keys,
-                          const int64_t* __restrict__ rows, int64_t mask, int64_t* __restrict__ map) {
+                                 Triple pd, Triple dl, bool transposed, const int64_t* __restrict__ keys,
+                                 const int64_t* __restrict__ rows, int64_t mask, int64_t* __restrict__ map) {
   const auto find = [&](int64_t key) { return find_row(keys, rows, mask, key); };
   FASTPERC_GRID_LOOP(idx, n_out * volume) {
     const int64_t k = idx / n_out, j = idx - k * n_out;
@@ -108,7 +109,7 @@ inline std::vector<int32_t> host_site(const at::Tensor& coords, ull row) {
 
 // Raises the first flagged error (one device-to-host copy for all of them).
 inline void raise_flagged(const at::Tensor& errors, const at::Tensor& in_c, const at::Tensor& out_c,
-                   const std::vector<int64_t>& shape) {
+                          const std::vector<int64_t>& shape) {
   const at::Tensor host = errors.cpu();
   const ull* e = reinterpret_cast<const ull*>(host.const_data_ptr<int64_t>());
   if (e[kInputOutsideKeySpace] != kNoRow)
@@ -143,8 +144,8 @@ inline ull* error_ptr(at::Tensor& errors) { return reinterpret_cast<ull*>(errors
 // The key of every output site each input reaches through each offset, or -1; flags inputs outside
 // the grid.
 static __global__ void candidate_keys(const int32_t* __restrict__ c, int64_t n, int64_t volume, Triple ks, Triple st,
-                               Triple pd, Triple dl, Triple shape, Triple out_shape, bool transposed,
-                               int64_t* __restrict__ keys, ull* __restrict__ errors) {
+                                      Triple pd, Triple dl, Triple shape, Triple out_shape, bool transposed,
+                                      int64_t* __restrict__ keys, ull* __restrict__ errors) {
   FASTPERC_GRID_LOOP(idx, n * volume) {
     const int64_t k = idx / n, i = idx - k * n;
     const int32_t* s = c + 4 * i;

@@ -132,7 +132,7 @@ __global__ void __launch_bounds__(kThreads)
 
 // One block per plane: means of SSIM and CS from the plane's tile sums, added in double in order.
 static __global__ void tile_sums_to_means(const float* __restrict__ tile_sums, int64_t tiles, int64_t count,
-                                   float* __restrict__ ssim_mean, float* __restrict__ cs_mean) {
+                                          float* __restrict__ ssim_mean, float* __restrict__ cs_mean) {
   __shared__ double partial[2][kThreads];
   const float* sums = tile_sums + 2 * blockIdx.x * tiles;
   double s = 0, q = 0;
