@@ -80,7 +80,7 @@ def ssim_inputs(shape, dtype, win, seed=0):
 # 2D float32/16 inputs take the fused shared-memory kernel (windows up to 23; 16 x 32 map tiles, so
 # 37 x 70 spans 3 x 3 tiles with ragged edges); float64, 3D and wider windows the separable passes.
 SSIM_CASES = [((2, 3, 23, 19), 11, 0), ((2, 3, 23, 19), 11, 1), ((1, 2, 16, 21), 7, 2), ((1, 1, 11, 11), 11, 0),
-              ((1, 2, 37, 70), 23, 1), ((1, 2, 37, 70), 23, 0), ((1, 1, 30, 33), 25, 2),
+              ((1, 2, 37, 70), 23, 1), ((1, 2, 37, 70), 23, 0), ((1, 2, 37, 70), 11, 2), ((1, 1, 30, 33), 25, 2),
               ((1, 2, 9, 10, 11), 5, 0), ((1, 2, 9, 10, 11), 5, 2)]
 SSIM_TOL = {torch.float64: 1e-10, torch.float32: 1e-5, torch.float16: 1e-5, torch.bfloat16: 1e-5}
 

@@ -3,12 +3,12 @@
 // gradients -> adjoint of the window filter on the padded grid -> fold onto the inputs (+ the |x - y|
 // term). Same math as the CPU kernel (common/ssim_math.h).
 //
-// Fused path (2D, float32 accumulation, window <= kFusedMaxWin, valid or zero padding): kernel one
-// recomputes the moments of a 16 x 32 map tile in shared memory (stage one of the fused forward) and
-// writes the five per-pixel moment gradients; kernel two, per 16 x 32 tile of the input, loads each
-// gradient map's halo into shared memory, applies the adjoint window along W and H, and folds the
-// result onto x and y (one padded copy per input pixel with these paddings). Reflect padding, 3D,
-// float64 and wider windows take the separable passes.
+// Fused path (2D, float32 accumulation, window <= kFusedMaxWin): kernel one recomputes the moments of
+// a 16 x 32 map tile in shared memory (stage one of the fused forward) and writes the five per-pixel
+// moment gradients; kernel two, per 16 x 32 tile, loads each gradient map's halo into shared memory
+// and applies the adjoint window along W and H. With valid or zero padding (one padded copy per input
+// pixel) it folds the result onto x and y itself; with reflect it writes the padded grid and
+// fold_to_inputs adds the mirrored copies. 3D, float64 and wider windows take the separable passes.
 #include "cuda/ssim_forward_device.cuh"
 
 namespace fastperc {
@@ -73,10 +73,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Per 16 x 32 tile of one input plane: F_s(p) = sum_{a, b} w[a] w[b] d_s(p - (a, b)) at the padded
-// pixel p = q + r of each input pixel q (valid or zero padding: its only copy), then
+constexpr int kFusedRowsPerThread = kFusedTileH / (kThreads / kFusedTileW);  // 2: rows r0 and r0 + 8
+
+// F(p) = sum_{a, b} w[a] w[b] d(p - (a, b)) of one plane's gradient map d (Ho x Wo, zero outside) at
+// the 16 x 32 padded pixels from (ph0, pw0): loads the map pixels that reach them into halo, applies
+// the adjoint window along W (along_w), then along H. Thread tid gets column tid % 32, rows tid / 32
+// + 8 e, in f[e]. Two barriers; the caller's next call may start right after (its first writes to
+// halo and along_w come after barriers every thread passes only when done reading them).
+__device__ __forceinline__ void adjoint_window_tile(const float* __restrict__ d, const Dims& g, int64_t ph0,
+                                                    int64_t pw0, const float* w, float (*halo)[kFusedInW],
+                                                    float (*along_w)[kFusedTileW], float f[kFusedRowsPerThread]) {
+  const int tid = threadIdx.x, k = static_cast<int>(g.k);
+  const int in_h = kFusedTileH + k - 1, in_w = kFusedTileW + k - 1;
+  const int64_t mh0 = ph0 - (k - 1), mw0 = pw0 - (k - 1);  // the map pixels whose windows reach the tile
+  for (int idx = tid; idx < in_h * in_w; idx += kThreads) {
+    const int i = idx / in_w, j = idx % in_w;
+    const int64_t oh = mh0 + i, ow = mw0 + j;
+    halo[i][j] = oh >= 0 && oh < g.Ho && ow >= 0 && ow < g.Wo ? d[oh * g.Wo + ow] : 0.f;
+  }
+  __syncthreads();
+  for (int idx = tid; idx < in_h * kFusedTileW; idx += kThreads) {
+    const int i = idx / kFusedTileW, j = idx % kFusedTileW;
+    float a = 0.f;
+    for (int t = 0; t < k; ++t) a += w[t] * halo[i][j + k - 1 - t];
+    along_w[i][j] = a;
+  }
+  __syncthreads();
+  for (int e = 0; e < kFusedRowsPerThread; ++e) {
+    const int rr = tid / kFusedTileW + e * (kThreads / kFusedTileW), q = tid % kFusedTileW;
+    float a = 0.f;
+    for (int t = 0; t < k; ++t) a += w[t] * along_w[rr + k - 1 - t][q];
+    f[e] = a;
+  }
+}
+
+// Per 16 x 32 tile of one input plane, valid or zero padding (the padded pixel p = q + r is the only
+// copy of input pixel q): F_s at p for the maps a wanted gradient reads, then
 // grad_x = F_mx + 2 x F_exx + y F_exy (+ L1), grad_y = F_my + 2 y F_eyy + x F_exy (- L1), stored
-// contiguous in the input dtype. Only the maps a wanted gradient reads are filtered.
+// contiguous in the input dtype.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     ssim_adjoint_fold_2d(const float* __restrict__ d, int64_t n, Dims g, const float* __restrict__ window,
@@ -86,48 +120,23 @@ __global__ void __launch_bounds__(kThreads)
   __shared__ float halo[kFusedInH][kFusedInW];
   __shared__ float along_w[kFusedInH][kFusedTileW];
   __shared__ float w[kFusedMaxWin];
-  constexpr int kRowsPerThread = kFusedTileH / (kThreads / kFusedTileW);
   const int tid = threadIdx.x, q = tid % kFusedTileW, r0 = tid / kFusedTileW;
   const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y, b = plane / g.C, c = plane % g.C;
   const int64_t qh0 = (tile / tiles_w) * kFusedTileH, qw0 = (tile % tiles_w) * kFusedTileW;
-  const int k = static_cast<int>(g.k), in_h = kFusedTileH + k - 1, in_w = kFusedTileW + k - 1;
-  // Map pixels that reach the tile: rows qh0 + r - (k - 1) .. qh0 + r + 15, likewise columns.
-  const int64_t mh0 = qh0 + g.r - (k - 1), mw0 = qw0 + g.r - (k - 1);
-  if (tid < k) w[tid] = window[tid];
-  float f[kRowsPerThread][5] = {};
+  if (tid < g.k) w[tid] = window[tid];
+  float f[5][kFusedRowsPerThread] = {};
   for (int s = 0; s < 5; ++s) {
     const bool wanted = (s == 4) || (s % 2 == 0 ? gx != nullptr : gy != nullptr);  // 0, 2: x; 1, 3: y; 4: both
-    if (!wanted) continue;  // uniform across the block
-    const float* ds = d + s * n + plane * g.Ho * g.Wo;
-    for (int idx = tid; idx < in_h * in_w; idx += kThreads) {
-      const int i = idx / in_w, j = idx % in_w;
-      const int64_t oh = mh0 + i, ow = mw0 + j;
-      halo[i][j] = oh >= 0 && oh < g.Ho && ow >= 0 && ow < g.Wo ? ds[oh * g.Wo + ow] : 0.f;
-    }
-    __syncthreads();
-    for (int idx = tid; idx < in_h * kFusedTileW; idx += kThreads) {
-      const int i = idx / kFusedTileW, j = idx % kFusedTileW;
-      float a = 0.f;
-      for (int t = 0; t < k; ++t) a += w[t] * halo[i][j + k - 1 - t];
-      along_w[i][j] = a;
-    }
-    __syncthreads();
-    for (int e = 0; e < kRowsPerThread; ++e) {
-      const int rr = r0 + e * (kThreads / kFusedTileW);
-      float a = 0.f;
-      for (int t = 0; t < k; ++t) a += w[t] * along_w[rr + k - 1 - t][q];
-      f[e][s] = a;
-    }
-    // No barrier needed here: the next map's halo is written after everyone passed the barrier above
-    // (halo reads are done), and its along_w after the next first barrier (along_w reads are done).
+    if (wanted)  // uniform across the block
+      adjoint_window_tile(d + s * n + plane * g.Ho * g.Wo, g, qh0 + g.r, qw0 + g.r, w, halo, along_w, f[s]);
   }
-  for (int e = 0; e < kRowsPerThread; ++e) {
+  for (int e = 0; e < kFusedRowsPerThread; ++e) {
     const int64_t qh = qh0 + r0 + e * (kThreads / kFusedTileW), qw = qw0 + q;
     if (qh >= g.H || qw >= g.W) continue;
     const float xv = static_cast<float>(x[b * sx.b + c * sx.c + qh * sx.h + qw * sx.w]);
     const float yv = static_cast<float>(y[b * sy.b + c * sy.c + qh * sy.h + qw * sy.w]);
-    float ax = f[e][0] + 2.f * xv * f[e][2] + yv * f[e][4];
-    float ay = f[e][1] + 2.f * yv * f[e][3] + xv * f[e][4];
+    float ax = f[0][e] + 2.f * xv * f[2][e] + yv * f[4][e];
+    float ay = f[1][e] + 2.f * yv * f[3][e] + xv * f[4][e];
     if (gl.data != nullptr) {
       const float diff = xv - yv;
       const float v = (diff > 0.f ? 1.f : (diff < 0.f ? -1.f : 0.f)) * weight_at(gl, b, c, 0, qh, qw);
@@ -137,6 +146,29 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t out = (plane * g.H + qh) * g.W + qw;
     if (gx != nullptr) gx[out] = static_cast<scalar_t>(ax);
     if (gy != nullptr) gy[out] = static_cast<scalar_t>(ay);
+  }
+}
+
+// Reflect padding: an input pixel has up to three copies per axis, so the five F_s are written on
+// the padded grid, f[s][plane][Hp][Wp] with padded_total = planes * Hp * Wp, and fold_to_inputs adds
+// the copies.
+static __global__ void __launch_bounds__(kThreads)
+    ssim_adjoint_padded_2d(const float* __restrict__ d, int64_t n, Dims g, const float* __restrict__ window,
+                           int64_t tiles_w, int64_t plane0, int64_t padded_total, float* __restrict__ f_out) {
+  __shared__ float halo[kFusedInH][kFusedInW];
+  __shared__ float along_w[kFusedInH][kFusedTileW];
+  __shared__ float w[kFusedMaxWin];
+  const int tid = threadIdx.x, q = tid % kFusedTileW, r0 = tid / kFusedTileW;
+  const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y;
+  const int64_t ph0 = (tile / tiles_w) * kFusedTileH, pw0 = (tile % tiles_w) * kFusedTileW;
+  if (tid < g.k) w[tid] = window[tid];
+  for (int s = 0; s < 5; ++s) {
+    float f[kFusedRowsPerThread];
+    adjoint_window_tile(d + s * n + plane * g.Ho * g.Wo, g, ph0, pw0, w, halo, along_w, f);
+    for (int e = 0; e < kFusedRowsPerThread; ++e) {
+      const int64_t ph = ph0 + r0 + e * (kThreads / kFusedTileW), pw = pw0 + q;
+      if (ph < g.Hp && pw < g.Wp) f_out[s * padded_total + (plane * g.Hp + ph) * g.Wp + pw] = f[e];
+    }
   }
 }
 
@@ -193,7 +225,7 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
   at::Tensor gy = need_y ? at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous))
                          : at::empty({0}, y.options());
   if constexpr (std::is_same_v<T, float>) {
-    if (fused_eligible<T>(geo) && geo.mode != kSsimReflect) {
+    if (fused_eligible<T>(geo)) {
       const int64_t n = planes * geo.map_size();
       at::Tensor dm = at::empty({5 * n}, opts);
       const int64_t map_tiles_w = (geo.Wo + kFusedTileW - 1) / kFusedTileW;
@@ -206,6 +238,23 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
         launch(dim3(static_cast<unsigned>(map_tiles), chunk), kThreads, ssim_moment_grads_2d<scalar_t>,
                x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g, w, c1, c2,
                weights_of<float>(grad_ssim), weights_of<float>(grad_cs), map_tiles_w, p0, n, dm.data_ptr<float>());
+      }
+      if (geo.mode == kSsimReflect) {
+        const int64_t padded_total = planes * geo.Hp * geo.Wp;
+        const int64_t pad_tiles_w = (geo.Wp + kFusedTileW - 1) / kFusedTileW;
+        const int64_t pad_tiles = pad_tiles_w * ((geo.Hp + kFusedTileH - 1) / kFusedTileH);
+        at::Tensor f = at::empty({5 * padded_total}, opts);
+        for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
+          const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));
+          launch(dim3(static_cast<unsigned>(pad_tiles), chunk), kThreads, ssim_adjoint_padded_2d,
+                 dm.const_data_ptr<float>(), n, g, w, pad_tiles_w, p0, padded_total, f.data_ptr<float>());
+        }
+        const int64_t total = planes * geo.image_size();
+        launch(grid_for(total), kThreads, fold_to_inputs<scalar_t, T>, f.const_data_ptr<T>(), padded_total,
+               x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g,
+               weights_of<T>(grad_l1), total, need_x ? gx.data_ptr<scalar_t>() : nullptr,
+               need_y ? gy.data_ptr<scalar_t>() : nullptr);
+        return {gx, gy};
       }
       for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
         const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));

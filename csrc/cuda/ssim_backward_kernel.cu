@@ -33,8 +33,9 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad_ssi
   std::tuple<at::Tensor, at::Tensor> out;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cuda", [&] {
     using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    out = backward_typed<scalar_t, T>(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_ssim, a.grad_cs, a.grad_l1, x, y, w, a.g, static_cast<T>(c1),
-                                      static_cast<T>(c2), output_mask[0], output_mask[1]);
+    out = backward_typed<scalar_t, T>(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_ssim, a.grad_cs, a.grad_l1,
+                                      x, y, w, a.g, static_cast<T>(c1), static_cast<T>(c2), output_mask[0],
+                                      output_mask[1]);
   });
   return out;
 }
