@@ -2,6 +2,8 @@
 # One call on a CUDA machine: build, CUDA tests, compute-sanitizer, GPU benchmarks; writes a report.
 # Usage (repository root, torch with CUDA already installed): bash benchmarks/gpu_check.sh [REPORT_DIR]
 # Peers, if wanted, are installed from wheels carried along (no network there): pip install --no-index wheels/*.whl
+# (pytorch-msssim, kornia, torchmetrics, piq, spconv-cu*, and fused-ssim built for that GPU: the bench adds each
+# one it can import, fused-ssim to ssim and l1ssim in float32 on CUDA).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 REPORT_DIR=${1:-${OUT:-benchmarks/gpu_report}}

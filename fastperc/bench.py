@@ -100,6 +100,9 @@ def _ssim_impls(volumetric: bool = False):
         impls["torchmetrics"] = ("torchmetrics", lambda x, y: tm.structural_similarity_index_measure(x, y, data_range=1.0))
     if volumetric:  # piq and skimage's gaussian SSIM are 2D only
         return impls
+    fused = _peer("fused_ssim")
+    if fused is not None:  # CUDA only, float32, 11/1.5 gaussian with zero "same" padding (preset "fused_ssim")
+        impls["fused_ssim"] = ("fused_ssim", lambda x, y: fused.fused_ssim(x, y, padding="same", train=True))
     if piq is not None:
         impls["piq"] = ("pytorch_msssim", lambda x, y: piq.ssim(x, y, data_range=1.0, downsample=False))
     skimage = _peer("skimage.metrics")
@@ -137,8 +140,13 @@ def _gs_ssim(img1, img2):
 
 
 def _l1ssim_impls():
-    return {"fastperc": ("3dgs", lambda x, y: l1_ssim_loss(x, y)), "reference": ("3dgs", None),
-            "torch (3DGS code)": ("3dgs", lambda x, y: 0.8 * (x - y).abs().mean() + 0.2 * (1 - _gs_ssim(x, y)))}
+    impls = {"fastperc": ("3dgs", lambda x, y: l1_ssim_loss(x, y)), "reference": ("3dgs", None),
+             "torch (3DGS code)": ("3dgs", lambda x, y: 0.8 * (x - y).abs().mean() + 0.2 * (1 - _gs_ssim(x, y)))}
+    fused = _peer("fused_ssim")
+    if fused is not None:  # the 3DGS training loss with fused-ssim's CUDA kernel
+        impls["fused_ssim"] = ("3dgs", lambda x, y: 0.8 * (x - y).abs().mean()
+                               + 0.2 * (1 - fused.fused_ssim(x, y, padding="same", train=True)))
+    return impls
 
 
 def _reference_call(op: str, preset: str):
@@ -225,6 +233,8 @@ def cases(op: str, mode: str, shape: tuple, device: str, dtype=torch.float32):
         return out
     for impl, (preset, fn) in IMAGE_IMPLS[op]().items():
         if impl == "skimage" and (mode != "fwd" or device != "cpu"):
+            continue
+        if impl == "fused_ssim" and (device == "cpu" or dtype != torch.float32):  # its only kernel
             continue
         fn = fn or _reference_call(op, preset)
         truth = _image_case(op, mode, shape, _reference_call(op, preset), device, torch.float64, dtype)

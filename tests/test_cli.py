@@ -119,3 +119,19 @@ def test_bench_quick_subm_with_dense_crop(tmp_path):
     crop = [r for r in rows if "crop" in r["shape"]]
     assert {(r["mode"], r["impl"]) for r in crop} == {(m, i) for m in ("fwd", "fwd+bwd")
                                                        for i in ("fastperc", "dense conv3d")}
+
+
+def test_bench_offers_fused_ssim_only_where_it_runs(monkeypatch):
+    # fused-ssim (CUDA-only, float32) joins the ssim and l1ssim comparisons when it imports; a stand-in
+    # module shows where: not on the CPU, not in other dtypes.
+    import types
+
+    from fastperc import bench
+
+    fake = types.ModuleType("fused_ssim")
+    fake.fused_ssim = lambda x, y, padding="same", train=True: x.mean()
+    monkeypatch.setitem(sys.modules, "fused_ssim", fake)
+    assert "fused_ssim" in bench.IMAGE_IMPLS["ssim"]() and "fused_ssim" in bench.IMAGE_IMPLS["l1ssim"]()
+    for op in ("ssim", "l1ssim"):
+        assert "fused_ssim" not in {c.impl for c in bench.cases(op, "fwd", (1, 3, 16, 16), "cpu")}
+    assert "fused_ssim" not in bench.IMAGE_IMPLS["ssim3d"]()
