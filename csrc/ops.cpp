@@ -29,7 +29,7 @@ TORCH_LIBRARY(fastperc, m) {
   // [0, 65535];
   // kernel offset k = (kx * Ky + ky) * Kz + kz. For output site o and offset k a convolution reads the
   // input site o * stride - padding + k * dilation (transposed: o = i * stride - padding + k * dilation).
-  // The kernel map (K, N_out) int64 holds that input's row, or -1.
+  // The kernel map (K, N_out) int32 holds that input's row, or -1.
   m.def("sparse_kernel_map(Tensor in_coords, Tensor out_coords, int[] kernel_size, int[] stride, int[] padding, "
         "int[] dilation, bool transposed) -> Tensor");
   // The output sites of a regular (or transposed) convolution: every site of the dense output grid

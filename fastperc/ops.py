@@ -169,7 +169,7 @@ register_autograd("fastperc::ssim_map", _ssim_map_backward, setup_context=_ssim_
 @register_fake("fastperc::sparse_kernel_map")
 def _sparse_kernel_map_fake(in_coords, out_coords, kernel_size, stride, padding, dilation, transposed):
     volume = kernel_size[0] * kernel_size[1] * kernel_size[2]
-    return in_coords.new_empty((volume, out_coords.shape[0]), dtype=torch.int64)
+    return in_coords.new_empty((volume, out_coords.shape[0]), dtype=torch.int32)
 
 
 @register_fake("fastperc::sparse_out_coords")

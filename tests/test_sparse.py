@@ -195,14 +195,16 @@ def test_edge_cases_and_errors():
         torch.ops.fastperc.sparse_kernel_map(torch.tensor([[32768, 1, 1, 1]], dtype=torch.int32),
                                              torch.tensor([[0, 1, 1, 1]], dtype=torch.int32), [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
     with pytest.raises(RuntimeError, match="kernel map entries"):
-        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 5]]))
+        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 5]], dtype=torch.int32))
     with pytest.raises(RuntimeError, match="kernel map entries.*got -2"):
-        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, -2]]))
-    good, grad = torch.tensor([[0, 1]]), torch.randn(2, 1)
+        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, -2]], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match="kernel map must be int32"):
+        torch.ops.fastperc.sparse_conv(torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 1]]))
+    good, grad = torch.tensor([[0, 1]], dtype=torch.int32), torch.randn(2, 1)
     with pytest.raises(RuntimeError, match="kernel map entries"):
-        torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 7]]))
+        torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 7]], dtype=torch.int32))
     with pytest.raises(RuntimeError, match="kernel map entries"):  # inv_map rows index the outputs (2 here)
-        torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), good, torch.tensor([[0, 2]]))
+        torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), good, torch.tensor([[0, 2]], dtype=torch.int32))
 
 
 @pytest.mark.parametrize("stride", [1, 2])

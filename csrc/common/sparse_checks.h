@@ -16,10 +16,17 @@ inline void check_site_in_key_space(const int32_t* site, int64_t row) {
               kSparseBatchLimit - 1, "] and x, y, z in [0, ", kSparseKeyLimit - 1, "]");
 }
 
+// Kernel maps hold int32 rows: half the memory of int64 (a 3x3x3 map of 1M sites is 108 MB), and a
+// map under glibc's 32 MiB mmap threshold is reused by the allocator instead of page-faulting fresh
+// memory on every build. Sites per tensor are therefore limited to 2^31 - 1.
+constexpr int64_t kSparseMaxSites = (int64_t{1} << 31) - 1;
+
 inline void check_sparse_coords(const at::Tensor& coords, const char* name) {
   TORCH_CHECK(coords.defined() && coords.dim() == 2 && coords.size(1) == 4, "fastperc: ", name,
               " must be (N, 4) int32 (batch, x, y, z), got ", coords.defined() ? coords.sizes() : at::IntArrayRef{});
   TORCH_CHECK(coords.scalar_type() == at::kInt, "fastperc: ", name, " must be int32, got ", coords.scalar_type());
+  TORCH_CHECK(coords.size(0) <= kSparseMaxSites, "fastperc: ", name, " has ", coords.size(0), " sites; at most ",
+              kSparseMaxSites, " fit the int32 kernel maps");
 }
 
 // (K, Cin, Cout) weights and (N, Cin) features of the same float dtype and device. float16 and
@@ -42,7 +49,7 @@ inline void check_sparse_features(const at::Tensor& feats, const at::Tensor& wei
 inline void check_kernel_map(const at::Tensor& kmap, int64_t kernel_volume, const at::Tensor& like) {
   TORCH_CHECK(kmap.dim() == 2 && kmap.size(0) == kernel_volume, "fastperc: kernel map must be (K = ",
               kernel_volume, ", N_out), got ", kmap.sizes());
-  TORCH_CHECK(kmap.scalar_type() == at::kLong, "fastperc: kernel map must be int64, got ", kmap.scalar_type());
+  TORCH_CHECK(kmap.scalar_type() == at::kInt, "fastperc: kernel map must be int32, got ", kmap.scalar_type());
   TORCH_CHECK(kmap.device() == like.device(), "fastperc: kernel map is on ", kmap.device(), " but feats on ",
               like.device());
 }

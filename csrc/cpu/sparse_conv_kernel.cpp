@@ -31,13 +31,13 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 // Per offset k, the outputs j that have that neighbour (map[k, j] >= 0), in increasing order. The same
 // pass checks every entry is -1 or a row < n_rows, so a bad map fails before any row is read and the
 // check costs no extra pass over the (K, N_out) map.
-std::vector<std::vector<int64_t>> pairs_per_offset(const int64_t* map, int64_t volume, int64_t n_out,
+std::vector<std::vector<int64_t>> pairs_per_offset(const int32_t* map, int64_t volume, int64_t n_out,
                                                    int64_t n_rows) {
   std::vector<std::vector<int64_t>> outputs(static_cast<size_t>(volume));
   std::vector<int64_t> bad(static_cast<size_t>(volume), -1);  // first bad entry's index per offset
   at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
-      const int64_t* mk = map + k * n_out;
+      const int32_t* mk = map + k * n_out;
       for (int64_t j = 0; j < n_out; ++j) {
         const int64_t v = mk[j];
         if (v >= 0) {
@@ -61,7 +61,7 @@ std::vector<std::vector<int64_t>> pairs_per_offset(const int64_t* map, int64_t v
 // neighbours cost work, every output row adds its terms in offset order whatever the thread count,
 // and sorted sites make the gathered inputs of a block nearly contiguous.
 template <typename T>
-void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int64_t* map, int64_t volume, int64_t n_out,
+void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map, int64_t volume, int64_t n_out,
                  const T* w, int64_t cout, T* out) {
   const GramTile<T> tile = active_gram_tile<T>();
   const int mr = tile.mr, nr = tile.nr;
@@ -82,7 +82,7 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int64_t* map,
         const std::vector<int64_t>& ok = outputs[k];
         const int64_t lo = std::lower_bound(ok.begin(), ok.end(), jb) - ok.begin();
         const int64_t hi = std::lower_bound(ok.begin(), ok.end(), je) - ok.begin();
-        const int64_t* mk = map + k * n_out;
+        const int32_t* mk = map + k * n_out;
         const T* wk = &wp[k * cin * coutp];
         for (int64_t p0 = lo; p0 < hi; p0 += mr) {
           const int64_t here = std::min<int64_t>(mr, hi - p0);
@@ -126,7 +126,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, co
   at::Tensor out = at::empty({n_out, cout}, f.options());
   if (n_out == 0) return out;
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_cpu", [&] {
-    gather_gemm<scalar_t>(f.const_data_ptr<scalar_t>(), f.size(0), f.size(1), m.const_data_ptr<int64_t>(), w.size(0),
+    gather_gemm<scalar_t>(f.const_data_ptr<scalar_t>(), f.size(0), f.size(1), m.const_data_ptr<int32_t>(), w.size(0),
                           n_out, w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
   });
   return out;
@@ -153,16 +153,16 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
     inv = inv_map->contiguous();  // its entries are checked (< N_out) by gather_gemm's first pass
   } else {
     inv = at::full({volume, n_in}, -1, m.options());
-    const int64_t* pm = m.const_data_ptr<int64_t>();
-    int64_t* pi = inv.data_ptr<int64_t>();
+    const int32_t* pm = m.const_data_ptr<int32_t>();
+    int32_t* pi = inv.data_ptr<int32_t>();
     for (int64_t k = 0; k < volume; ++k)
       for (int64_t j = 0; j < n_out; ++j)
-        if (pm[k * n_out + j] >= 0) pi[k * n_in + pm[k * n_out + j]] = j;
+        if (pm[k * n_out + j] >= 0) pi[k * n_in + pm[k * n_out + j]] = static_cast<int32_t>(j);
   }
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
     using T = scalar_t;
     const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
-    gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int64_t>(), volume, n_in,
+    gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int32_t>(), volume, n_in,
                    wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>());
 
     // dW[k] (cin x cout) = sum over pairs (i, j) of x[i]^T g[j], in chunks of 256 pairs.
@@ -171,7 +171,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
     const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr), chunk = 256;
     const T* px = f.const_data_ptr<T>();
     const T* pg = g.const_data_ptr<T>();
-    const int64_t* pm = m.const_data_ptr<int64_t>();
+    const int32_t* pm = m.const_data_ptr<int32_t>();
     T* pw = grad_weight.data_ptr<T>();
     at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
       std::vector<T> a(static_cast<size_t>(chunk * cinp)), b(static_cast<size_t>(chunk * coutp)),

@@ -69,7 +69,7 @@ std::vector<int64_t> site_keys(const at::Tensor& coords) {
 // Map of a stride-1 convolution by merge-joins; out_keys must be sorted.
 void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys, const at::Tensor& out_c,
                     const std::vector<int64_t>& ks, const std::vector<int64_t>& pd, const std::vector<int64_t>& dl,
-                    int64_t* m) {
+                    int32_t* m) {
   // A submanifold map reads its own sites: their keys are the output keys already computed.
   const std::vector<int64_t> in_keys = in_c.is_same(out_c) ? out_keys : site_keys(in_c);
   std::vector<int64_t> order(in_keys.size());
@@ -91,7 +91,7 @@ void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys
       for (int64_t ky = 0; ky < ks[1]; ++ky) {
         const int64_t dx = kx * dl[0] - pd[0], dy = ky * dl[1] - pd[1], dz0 = -pd[2];
         const int64_t delta0 = (dx << 32) + (dy << 16) + dz0;
-        int64_t* rows = m + (kx * ks[1] + ky) * ks[2] * n_out;  // offsets k = (kx Ky + ky) Kz + kz
+        int32_t* rows = m + (kx * ks[1] + ky) * ks[2] * n_out;  // offsets k = (kx Ky + ky) Kz + kz
         int64_t p = std::lower_bound(sorted.begin(), sorted.end(), out_keys[begin] + delta0) - sorted.begin();
         for (int64_t j = begin; j < end; ++j) {
           const int64_t x = o[j][1] + dx, y = o[j][2] + dy, z0 = o[j][3] + dz0;
@@ -116,7 +116,7 @@ void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys
               while (q < n_in && sorted[q] < target) ++q;
               if (q < n_in && sorted[q] == target) found = order[q];
             }
-            rows[kz * n_out + j] = found;
+            rows[kz * n_out + j] = static_cast<int32_t>(found);
           }
         }
       }
@@ -133,8 +133,8 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
   TORCH_CHECK(in_coords.device().is_cpu() && out_coords.device().is_cpu(), "fastperc: sparse_kernel_map_cpu got a non-CPU tensor");
   const at::Tensor in_c = in_coords.contiguous(), out_c = out_coords.contiguous();
   const int64_t volume = ks[0] * ks[1] * ks[2], n_out = out_c.size(0);
-  at::Tensor kmap = at::empty({volume, n_out}, in_c.options().dtype(at::kLong));
-  int64_t* m = kmap.data_ptr<int64_t>();
+  at::Tensor kmap = at::empty({volume, n_out}, in_c.options().dtype(at::kInt));
+  int32_t* m = kmap.data_ptr<int32_t>();
   const std::vector<int64_t> out_keys = site_keys(out_c);
   const bool unit_stride = st[0] == 1 && st[1] == 1 && st[2] == 1;
   if (n_out > 0 && unit_stride && std::is_sorted(out_keys.begin(), out_keys.end())) {
@@ -155,8 +155,8 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
   at::parallel_for(0, n_out, 256, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j)
       for (int64_t k = 0; k < volume; ++k)
-        m[k * n_out + j] = map_entry(o[4 * j], o + 4 * j + 1, k, ks.data(), st.data(), pd.data(), dl.data(),
-                                     transposed, find);
+        m[k * n_out + j] = static_cast<int32_t>(map_entry(o[4 * j], o + 4 * j + 1, k, ks.data(), st.data(), pd.data(), dl.data(),
+                                     transposed, find));
   });
   return kmap;
 }

@@ -45,7 +45,7 @@ using acc_type_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 // out[j] = sum_k rows[map[k, j]] @ w[k]: rows (n_rows, cin), w (K, cin, cout) contiguous, out (n_out, cout).
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
-    gather_gemm_kernel(const scalar_t* __restrict__ rows, int64_t cin, const int64_t* __restrict__ map,
+    gather_gemm_kernel(const scalar_t* __restrict__ rows, int64_t cin, const int32_t* __restrict__ map,
                        int64_t volume, int64_t n_out, const scalar_t* __restrict__ w, int64_t cout,
                        scalar_t* __restrict__ out) {
   __shared__ int64_t src[kTile];
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     weight_grad_kernel(const scalar_t* __restrict__ x, int64_t cin, const scalar_t* __restrict__ g, int64_t cout,
-                       const int64_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t rows_per_split,
+                       const int32_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t rows_per_split,
                        int64_t col_tiles, acc_t* __restrict__ partial) {
   __shared__ int64_t src[kDepth];
   __shared__ acc_t a_tile[kDepth][kTile + 1];  // [pair][input channel]
@@ -164,18 +164,18 @@ __global__ void sum_splits(const acc_t* __restrict__ partial, int64_t splits, in
 }
 
 // Flags the first map entry that is neither -1 nor a row < n_rows.
-static __global__ void check_map_entries(const int64_t* __restrict__ map, int64_t size, int64_t n_rows, ull* __restrict__ bad) {
+static __global__ void check_map_entries(const int32_t* __restrict__ map, int64_t size, int64_t n_rows, ull* __restrict__ bad) {
   FASTPERC_GRID_LOOP(i, size) {
     const int64_t v = map[i];
     if (v < -1 || v >= n_rows) atomicMin(bad, static_cast<ull>(i));
   }
 }
 
-static __global__ void scatter_inverse(const int64_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t n_in,
-                                       int64_t* __restrict__ inv) {
+static __global__ void scatter_inverse(const int32_t* __restrict__ map, int64_t volume, int64_t n_out, int64_t n_in,
+                                       int32_t* __restrict__ inv) {
   FASTPERC_GRID_LOOP(idx, volume * n_out) {
     const int64_t v = map[idx];
-    if (v >= 0) inv[(idx / n_out) * n_in + v] = idx % n_out;  // each input feeds one output per offset
+    if (v >= 0) inv[(idx / n_out) * n_in + v] = static_cast<int32_t>(idx % n_out);  // one output per input and offset
   }
 }
 
@@ -183,12 +183,12 @@ static __global__ void scatter_inverse(const int64_t* __restrict__ map, int64_t 
 template <typename Launch>
 void check_map_rows(const Launch& launch, const at::Tensor& map, int64_t n_rows) {
   if (map.numel() == 0) return;
-  at::Tensor bad = at::full({1}, static_cast<int64_t>(kNoEntry), map.options());
-  launch(grid_for(map.numel()), kThreads, check_map_entries, map.const_data_ptr<int64_t>(), map.numel(), n_rows,
+  at::Tensor bad = at::full({1}, static_cast<int64_t>(kNoEntry), map.options().dtype(at::kLong));
+  launch(grid_for(map.numel()), kThreads, check_map_entries, map.const_data_ptr<int32_t>(), map.numel(), n_rows,
          reinterpret_cast<ull*>(bad.data_ptr<int64_t>()));
   const ull first = static_cast<ull>(bad.cpu().const_data_ptr<int64_t>()[0]);
   if (first == kNoEntry) return;
-  const int64_t value = map.view(-1)[static_cast<int64_t>(first)].cpu().const_data_ptr<int64_t>()[0];
+  const int64_t value = map.view(-1)[static_cast<int64_t>(first)].cpu().const_data_ptr<int32_t>()[0];
   TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
 }
 
@@ -208,7 +208,7 @@ void gather_gemm(const Launch& launch, const at::Tensor& rows, const at::Tensor&
   check_grid_limits(row_tiles, col_tiles, volume);
   launch(dim3(static_cast<unsigned>(row_tiles), static_cast<unsigned>(col_tiles)), kThreads,
          gather_gemm_kernel<scalar_t, acc_type_t<scalar_t>>, rows.const_data_ptr<scalar_t>(), cin,
-         map.const_data_ptr<int64_t>(), volume, n_out, w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
+         map.const_data_ptr<int32_t>(), volume, n_out, w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
 }
 
 // Forward of contiguous feats (N_in, cin), weight (K, cin, cout) and map (K, N_out).
@@ -231,8 +231,8 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
   if (n_out == 0 || n_in == 0) return {at::zeros_like(f), at::zeros_like(w)};
   if (!inv.defined()) {
     inv = at::full({volume, n_in}, -1, m.options());
-    launch(grid_for(volume * n_out), kThreads, scatter_inverse, m.const_data_ptr<int64_t>(), volume, n_out, n_in,
-           inv.data_ptr<int64_t>());
+    launch(grid_for(volume * n_out), kThreads, scatter_inverse, m.const_data_ptr<int32_t>(), volume, n_out, n_in,
+           inv.data_ptr<int32_t>());
   }
   at::Tensor grad_feats = at::empty_like(f), grad_weight = at::empty_like(w);
   const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
@@ -256,7 +256,7 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
     launch(dim3(static_cast<unsigned>(row_tiles * col_tiles), static_cast<unsigned>(volume),
                 static_cast<unsigned>(splits)),
            kThreads, weight_grad_kernel<scalar_t, acc_t>, f.const_data_ptr<scalar_t>(), cin,
-           g.const_data_ptr<scalar_t>(), cout, m.const_data_ptr<int64_t>(), volume, n_out, rows_per_split, col_tiles,
+           g.const_data_ptr<scalar_t>(), cout, m.const_data_ptr<int32_t>(), volume, n_out, rows_per_split, col_tiles,
            partial.data_ptr<acc_t>());
     launch(grid_for(dw_size), kThreads, sum_splits<scalar_t, acc_t>, partial.const_data_ptr<acc_t>(), splits, dw_size,
            grad_weight.data_ptr<scalar_t>());

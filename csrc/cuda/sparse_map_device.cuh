@@ -91,12 +91,12 @@ static __global__ void check_sites(const int32_t* __restrict__ c, int64_t n, ull
 // warp are contiguous.
 static __global__ void probe_map(const int32_t* __restrict__ out_c, int64_t n_out, int64_t volume, Triple ks, Triple st,
                                  Triple pd, Triple dl, bool transposed, const int64_t* __restrict__ keys,
-                                 const int64_t* __restrict__ rows, int64_t mask, int64_t* __restrict__ map) {
+                                 const int64_t* __restrict__ rows, int64_t mask, int32_t* __restrict__ map) {
   const auto find = [&](int64_t key) { return find_row(keys, rows, mask, key); };
   FASTPERC_GRID_LOOP(idx, n_out * volume) {
     const int64_t k = idx / n_out, j = idx - k * n_out;
     const int32_t* o = out_c + 4 * j;
-    map[idx] = map_entry(o[0], o + 1, k, ks.v, st.v, pd.v, dl.v, transposed, find);
+    map[idx] = static_cast<int32_t>(map_entry(o[0], o + 1, k, ks.v, st.v, pd.v, dl.v, transposed, find));
   }
 }
 
@@ -174,7 +174,6 @@ at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_c, const 
                             const std::vector<int64_t>& ks, const std::vector<int64_t>& st,
                             const std::vector<int64_t>& pd, const std::vector<int64_t>& dl, bool transposed) {
   const int64_t n_in = in_c.size(0), n_out = out_c.size(0), volume = ks[0] * ks[1] * ks[2];
-  TORCH_CHECK(n_in < (int64_t{1} << 40), "fastperc: too many input sites (", n_in, ")");
   int64_t slots = 16;
   while (slots < 2 * n_in) slots *= 2;
   at::Tensor keys = at::full({slots}, kEmptySlot, in_c.options().dtype(at::kLong));
@@ -186,11 +185,11 @@ at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_c, const 
   if (n_out > 0 && !out_c.is_same(in_c))
     launch(grid_for(n_out), kThreads, check_sites, out_c.const_data_ptr<int32_t>(), n_out, error_ptr(errors));
   raise_flagged(errors, in_c, out_c, {});
-  at::Tensor kmap = at::empty({volume, n_out}, keys.options());
+  at::Tensor kmap = at::empty({volume, n_out}, in_c.options().dtype(at::kInt));
   if (n_out > 0)
     launch(grid_for(n_out * volume), kThreads, probe_map, out_c.const_data_ptr<int32_t>(), n_out, volume,
            triple_of(ks), triple_of(st), triple_of(pd), triple_of(dl), transposed, keys.const_data_ptr<int64_t>(),
-           rows.const_data_ptr<int64_t>(), slots - 1, kmap.data_ptr<int64_t>());
+           rows.const_data_ptr<int64_t>(), slots - 1, kmap.data_ptr<int32_t>());
   return kmap;
 }
 

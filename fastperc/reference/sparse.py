@@ -44,7 +44,7 @@ def lookup(in_coords: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
 
 
 def kernel_map(in_coords, out_coords, kernel_size, stride, padding, dilation, transposed=False) -> torch.Tensor:
-    """(K, N_out) int64: for output site j and offset k, the input index it reads, or -1."""
+    """(K, N_out) int32: for output site j and offset k, the input index it reads, or -1."""
     offs = kernel_offsets(kernel_size, out_coords.device)
     o = out_coords.to(torch.int64)
     s = torch.tensor(stride, device=o.device)
@@ -62,7 +62,7 @@ def kernel_map(in_coords, out_coords, kernel_size, stride, padding, dilation, tr
         q = torch.cat([o[:, :1], spatial], 1)
         idx = lookup(in_coords, q)
         maps.append(torch.where(ok, idx, torch.full_like(idx, -1)))
-    return torch.stack(maps) if maps else torch.empty(0, len(o), dtype=torch.int64)
+    return torch.stack(maps).to(torch.int32) if maps else torch.empty(0, len(o), dtype=torch.int32)
 
 
 def conv(feats: torch.Tensor, weight: torch.Tensor, kmap: torch.Tensor) -> torch.Tensor:

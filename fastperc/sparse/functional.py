@@ -41,9 +41,9 @@ def out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape,
 def invert_map(kmap: torch.Tensor, n_in: int) -> torch.Tensor:
     """(K, n_in) map read the other way: inv[k, kmap[k, j]] = j (each input feeds at most one output per
     offset), -1 elsewhere. The backward of a convolution, and the forward of its inverse, use it."""
-    inv = torch.full((kmap.shape[0], n_in), -1, dtype=torch.int64, device=kmap.device)
+    inv = torch.full((kmap.shape[0], n_in), -1, dtype=torch.int32, device=kmap.device)
     k_idx, j_idx = torch.nonzero(kmap >= 0, as_tuple=True)
-    inv[k_idx, kmap[k_idx, j_idx]] = j_idx
+    inv[k_idx, kmap[k_idx, j_idx].long()] = j_idx.to(torch.int32)
     return inv
 
 
