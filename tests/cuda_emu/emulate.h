@@ -4,8 +4,8 @@
 // and once every live thread of the block is waiting, all resume (threads that returned count as
 // arrived, as on the GPU). Each round resumes the threads in a fresh pseudo-random order (seeded, so
 // runs repeat), so a shared-memory race between barriers shows up as a wrong result instead of
-// depending on one fixed thread order. Blocks run one after another, so __shared__ variables can be function
-// statics. Atomics are plain read-modify-writes (one OS thread).
+// depending on one fixed thread order. Blocks run one after another, so __shared__ variables can be
+// function statics. Atomics are plain read-modify-writes (one OS thread). Kernels must not throw.
 //
 // What this checks: index math, shared-memory tiling, barriers and their votes, the launch geometry
 // and the drivers around the kernels (the same source nvcc compiles). What it cannot: warp-level
@@ -16,8 +16,8 @@
 
 #include <algorithm>
 #include <functional>
-#include <random>
 #include <memory>
+#include <random>
 #include <utility>
 #include <vector>
 
