@@ -130,9 +130,9 @@ at::Tensor gram_forward(const Launch& launch, const at::Tensor& x, double scale,
   at::Tensor partial = at::empty({B, splits, C, C}, out.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cuda", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    for (int64_t b0 = 0; b0 < B; b0 += 65535) {
+    for (int64_t b0 = 0; b0 < B; b0 += kGridChunk) {
       const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(splits),
-                      static_cast<unsigned>(std::min<int64_t>(65535, B - b0)));
+                      static_cast<unsigned>(std::min<int64_t>(kGridChunk, B - b0)));
       launch(grid, kThreads, gram_partial_kernel<scalar_t, acc_t>, x.const_data_ptr<scalar_t>(), x.stride(0),
              x.stride(1), x.stride(2), C, N, tiles_per_side, k_per_split, splits, b0, partial.data_ptr<acc_t>());
     }

@@ -18,6 +18,13 @@ namespace cuda {
 
 constexpr int kThreads = 256;
 
+// Grid y and z hold at most 65535 blocks: batch items or planes beyond that are launched in chunks of
+// kGridChunk. The emulator build sets a tiny chunk so the tests exercise the chunk loops.
+#ifndef FASTPERC_GRID_CHUNK
+#define FASTPERC_GRID_CHUNK 65535
+#endif
+constexpr int64_t kGridChunk = FASTPERC_GRID_CHUNK;
+
 // Blocks for n elements at kThreads per block, capped (the loops below stride over the rest).
 inline unsigned grid_for(int64_t n) {
   return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>((n + kThreads - 1) / kThreads, 1 << 20)));

@@ -233,8 +233,8 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
       const int64_t in_tiles_w = (geo.W + kFusedTileW - 1) / kFusedTileW;
       const int64_t in_tiles = in_tiles_w * ((geo.H + kFusedTileH - 1) / kFusedTileH);
       TORCH_CHECK(in_tiles < (int64_t{1} << 31), "fastperc: image too large for the CUDA SSIM kernel");
-      for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
-        const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));
+      for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
+        const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0));
         launch(dim3(static_cast<unsigned>(map_tiles), chunk), kThreads, ssim_moment_grads_2d<scalar_t>,
                x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g, w, c1, c2,
                weights_of<float>(grad_ssim), weights_of<float>(grad_cs), map_tiles_w, p0, n, dm.data_ptr<float>());
@@ -244,8 +244,8 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
         const int64_t pad_tiles_w = (geo.Wp + kFusedTileW - 1) / kFusedTileW;
         const int64_t pad_tiles = pad_tiles_w * ((geo.Hp + kFusedTileH - 1) / kFusedTileH);
         at::Tensor f = at::empty({5 * padded_total}, opts);
-        for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
-          const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));
+        for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
+          const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0));
           launch(dim3(static_cast<unsigned>(pad_tiles), chunk), kThreads, ssim_adjoint_padded_2d,
                  dm.const_data_ptr<float>(), n, g, w, pad_tiles_w, p0, padded_total, f.data_ptr<float>());
         }
@@ -256,8 +256,8 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
                need_y ? gy.data_ptr<scalar_t>() : nullptr);
         return {gx, gy};
       }
-      for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
-        const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(65535, planes - p0));
+      for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
+        const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0));
         launch(dim3(static_cast<unsigned>(in_tiles), chunk), kThreads, ssim_adjoint_fold_2d<scalar_t>,
                dm.const_data_ptr<float>(), n, g, w, x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
                strides_of(x), strides_of(y), weights_of<float>(grad_l1), in_tiles_w, p0,

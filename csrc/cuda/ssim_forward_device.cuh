@@ -85,7 +85,7 @@ __device__ __forceinline__ void fused_moments_at(const float (*along_w)[kFusedIn
 }
 
 // SSIM (and CS) of one map tile; map, when given, receives the per-pixel SSIM. tile_sums[plane][tile]
-// gets the tile's SSIM and CS sums (2 values). planes beyond 65535 come in chunks (plane0).
+// gets the tile's SSIM and CS sums (2 values). planes beyond the grid limit come in chunks (plane0).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     ssim_fused_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy, Dims g,
@@ -222,8 +222,8 @@ void ssim_forward(const Launch& launch, const at::Tensor& x, const at::Tensor& y
       const int64_t tiles = tiles_w * ((geo.Ho + kFusedTileH - 1) / kFusedTileH);
       TORCH_CHECK(tiles < (int64_t{1} << 31), "fastperc: image too large for the CUDA SSIM kernel");
       at::Tensor tile_sums = at::empty({planes * tiles * 2}, x.options().dtype(at::kFloat));
-      for (int64_t p0 = 0; p0 < planes; p0 += 65535) {
-        const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(std::min<int64_t>(65535, planes - p0)));
+      for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
+        const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0)));
         launch(grid, kThreads, ssim_fused_2d<scalar_t>, x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
                strides_of(x), strides_of(y), dims_of(geo), window.const_data_ptr<float>(), c1, c2, tiles_w, tiles, p0,
                map != nullptr ? map->data_ptr<float>() : nullptr, tile_sums.data_ptr<float>());
