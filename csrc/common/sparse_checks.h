@@ -2,6 +2,7 @@
 // Checks and key packing of the sparse convolution ops, shared by every device.
 #include <ATen/core/Tensor.h>
 
+#include <optional>
 #include <vector>
 
 #include "common/checks.h"
@@ -71,10 +72,46 @@ inline void check_inverse_map(const at::Tensor& inv, int64_t kernel_volume, cons
               inv.sizes());
 }
 
+// Every check of sparse_conv_backward's inputs; returns the given inverse map, contiguous, or an
+// undefined tensor (the kernels then build it).
+inline at::Tensor check_sparse_conv_backward(const at::Tensor& grad_out, const at::Tensor& feats,
+                                             const at::Tensor& weight, const at::Tensor& kmap,
+                                             const std::optional<at::Tensor>& inv_map, bool half_types) {
+  check_sparse_features(feats, weight, half_types);
+  check_kernel_map(kmap, weight.size(0), feats);
+  check_sparse_grad_out(grad_out, feats, weight, kmap);
+  if (!inv_map.has_value() || !inv_map->defined()) return at::Tensor();
+  check_inverse_map(*inv_map, weight.size(0), feats);
+  return inv_map->contiguous();
+}
+
 inline std::vector<int64_t> check_triple(at::IntArrayRef v, const char* name, int64_t min_value) {
   TORCH_CHECK(v.size() == 3, "fastperc: ", name, " must have 3 entries, got ", v.size());
   for (int64_t e : v) TORCH_CHECK(e >= min_value, "fastperc: ", name, " entries must be >= ", min_value, ", got ", v);
   return {v[0], v[1], v[2]};
+}
+
+// Kernel size, stride, padding and dilation of a sparse convolution, three entries each.
+struct SparseConvGeometry {
+  std::vector<int64_t> ks, st, pd, dl;
+};
+
+inline SparseConvGeometry check_conv_geometry(at::IntArrayRef kernel_size, at::IntArrayRef stride,
+                                              at::IntArrayRef padding, at::IntArrayRef dilation) {
+  return {check_triple(kernel_size, "kernel_size", 1), check_triple(stride, "stride", 1),
+          check_triple(padding, "padding", 0), check_triple(dilation, "dilation", 1)};
+}
+
+// The dense output grid of a (transposed) convolution over an input grid `shape`, per axis; it must be
+// non-empty and fit the key space.
+inline std::vector<int64_t> check_output_grid(const SparseConvGeometry& g, const std::vector<int64_t>& shape,
+                                              bool transposed) {
+  std::vector<int64_t> out(3);
+  for (int a = 0; a < 3; ++a) out[a] = conv_output_extent(shape[a], g.ks[a], g.st[a], g.pd[a], g.dl[a], transposed);
+  for (int a = 0; a < 3; ++a)
+    TORCH_CHECK(out[a] > 0 && out[a] <= kSparseKeyLimit, "fastperc: the output grid ", out, " of spatial_shape ",
+                shape, " is empty or beyond 65536");
+  return out;
 }
 
 }  // namespace fastperc

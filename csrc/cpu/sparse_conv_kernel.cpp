@@ -135,9 +135,7 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, co
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& grad_out, const at::Tensor& feats,
                                                              const at::Tensor& weight, const at::Tensor& kmap,
                                                              const std::optional<at::Tensor>& inv_map) {
-  check_sparse_features(feats, weight, /*half_types=*/false);
-  check_kernel_map(kmap, weight.size(0), feats);
-  check_sparse_grad_out(grad_out, feats, weight, kmap);
+  at::Tensor inv = check_sparse_conv_backward(grad_out, feats, weight, kmap, inv_map, /*half_types=*/false);
   check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
@@ -146,12 +144,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   at::Tensor grad_feats = at::empty_like(f), grad_weight = at::empty_like(w);
 
   // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
-  // with the forward map) or rebuilt here.
-  at::Tensor inv;
-  if (inv_map.has_value() && inv_map->defined()) {
-    check_inverse_map(*inv_map, volume, f);
-    inv = inv_map->contiguous();  // its entries are checked (< N_out) by gather_gemm's first pass
-  } else {
+  // with the forward map; its entries are checked (< N_out) by gather_gemm's first pass) or rebuilt here.
+  if (!inv.defined()) {
     inv = at::full({volume, n_in}, -1, m.options());
     const int32_t* pm = m.const_data_ptr<int32_t>();
     int32_t* pi = inv.data_ptr<int32_t>();

@@ -128,8 +128,8 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
                                  bool transposed) {
   check_sparse_coords(in_coords, "in_coords");
   check_sparse_coords(out_coords, "out_coords");
-  const auto ks = check_triple(kernel_size, "kernel_size", 1), st = check_triple(stride, "stride", 1);
-  const auto pd = check_triple(padding, "padding", 0), dl = check_triple(dilation, "dilation", 1);
+  const SparseConvGeometry geo = check_conv_geometry(kernel_size, stride, padding, dilation);
+  const auto &ks = geo.ks, &st = geo.st, &pd = geo.pd, &dl = geo.dl;
   TORCH_CHECK(in_coords.device().is_cpu() && out_coords.device().is_cpu(), "fastperc: sparse_kernel_map_cpu got a non-CPU tensor");
   const at::Tensor in_c = in_coords.contiguous(), out_c = out_coords.contiguous();
   const int64_t volume = ks[0] * ks[1] * ks[2], n_out = out_c.size(0);
@@ -155,8 +155,8 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
   at::parallel_for(0, n_out, 256, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j)
       for (int64_t k = 0; k < volume; ++k)
-        m[k * n_out + j] = static_cast<int32_t>(map_entry(o[4 * j], o + 4 * j + 1, k, ks.data(), st.data(), pd.data(), dl.data(),
-                                     transposed, find));
+        m[k * n_out + j] = static_cast<int32_t>(
+            map_entry(o[4 * j], o + 4 * j + 1, k, ks.data(), st.data(), pd.data(), dl.data(), transposed, find));
   });
   return kmap;
 }
@@ -165,15 +165,10 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
                                  at::IntArrayRef padding, at::IntArrayRef dilation, at::IntArrayRef spatial_shape,
                                  bool transposed) {
   check_sparse_coords(in_coords, "in_coords");
-  const auto ks = check_triple(kernel_size, "kernel_size", 1), st = check_triple(stride, "stride", 1);
-  const auto pd = check_triple(padding, "padding", 0), dl = check_triple(dilation, "dilation", 1);
+  const SparseConvGeometry geo = check_conv_geometry(kernel_size, stride, padding, dilation);
+  const auto &ks = geo.ks, &st = geo.st, &pd = geo.pd, &dl = geo.dl;
   const auto shape = check_triple(spatial_shape, "spatial_shape", 1);
-  std::vector<int64_t> out_shape(3);
-  for (int a = 0; a < 3; ++a) {
-    out_shape[a] = conv_output_extent(shape[a], ks[a], st[a], pd[a], dl[a], transposed);
-    TORCH_CHECK(out_shape[a] > 0 && out_shape[a] <= kSparseKeyLimit, "fastperc: the output grid ", out_shape,
-                " of spatial_shape ", shape, " is empty or beyond 65536");
-  }
+  const std::vector<int64_t> out_shape = check_output_grid(geo, shape, transposed);
   const at::Tensor c = in_coords.contiguous();
   const auto a = c.accessor<int32_t, 2>();
   std::vector<int64_t> keys;

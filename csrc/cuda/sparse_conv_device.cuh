@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 
@@ -211,9 +212,12 @@ void gather_gemm(const Launch& launch, const at::Tensor& rows, const at::Tensor&
          map.const_data_ptr<int32_t>(), volume, n_out, w.const_data_ptr<scalar_t>(), cout, out.data_ptr<scalar_t>());
 }
 
-// Forward of contiguous feats (N_in, cin), weight (K, cin, cout) and map (K, N_out).
+// The op sparse_conv on the launcher's device (the caller checked the device).
 template <typename Launch>
-at::Tensor forward(const Launch& launch, const at::Tensor& f, const at::Tensor& w, const at::Tensor& m) {
+at::Tensor forward(const Launch& launch, const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap) {
+  check_sparse_features(feats, weight, /*half_types=*/true);
+  check_kernel_map(kmap, weight.size(0), feats);
+  const at::Tensor f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   check_map_rows(launch, m, f.size(0));
   at::Tensor out = at::empty({m.size(1), w.size(2)}, f.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "fastperc_sparse_conv_cuda",
@@ -221,10 +225,14 @@ at::Tensor forward(const Launch& launch, const at::Tensor& f, const at::Tensor& 
   return out;
 }
 
-// (grad_feats, grad_weight) of contiguous tensors; inv (K, N_in) may be undefined (rebuilt here).
+// The op sparse_conv_backward on the launcher's device (the caller checked the device): (grad_feats,
+// grad_weight); without inv_map the inverse map is built here.
 template <typename Launch>
-std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tensor& g, const at::Tensor& f,
-                                            const at::Tensor& w, const at::Tensor& m, at::Tensor inv) {
+std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tensor& grad_out, const at::Tensor& feats,
+                                            const at::Tensor& weight, const at::Tensor& kmap,
+                                            const std::optional<at::Tensor>& inv_map) {
+  at::Tensor inv = check_sparse_conv_backward(grad_out, feats, weight, kmap, inv_map, /*half_types=*/true);
+  const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
   check_map_rows(launch, m, n_in);
   if (inv.defined()) check_map_rows(launch, inv, n_out);

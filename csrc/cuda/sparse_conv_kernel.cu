@@ -18,29 +18,17 @@ namespace {
 
 at::Tensor sparse_conv_cuda(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
                             const std::optional<at::Tensor>& /*inv_map: only the backward reads it*/) {
-  check_sparse_features(feats, weight, /*half_types=*/true);
-  check_kernel_map(kmap, weight.size(0), feats);
   TORCH_CHECK(feats.is_cuda(), "fastperc: sparse_conv_cuda got a tensor on ", feats.device());
   const c10::cuda::CUDAGuard guard(feats.device());
-  return sparse_conv::forward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, feats.contiguous(), weight.contiguous(),
-                              kmap.contiguous());
+  return sparse_conv::forward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, feats, weight, kmap);
 }
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cuda(const at::Tensor& grad_out, const at::Tensor& feats,
                                                               const at::Tensor& weight, const at::Tensor& kmap,
                                                               const std::optional<at::Tensor>& inv_map) {
-  check_sparse_features(feats, weight, /*half_types=*/true);
-  check_kernel_map(kmap, weight.size(0), feats);
-  check_sparse_grad_out(grad_out, feats, weight, kmap);
   TORCH_CHECK(feats.is_cuda(), "fastperc: sparse_conv_backward_cuda got a tensor on ", feats.device());
-  at::Tensor inv;
-  if (inv_map.has_value() && inv_map->defined()) {
-    check_inverse_map(*inv_map, weight.size(0), feats);
-    inv = inv_map->contiguous();
-  }
   const c10::cuda::CUDAGuard guard(feats.device());
-  return sparse_conv::backward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_out.contiguous(),
-                               feats.contiguous(), weight.contiguous(), kmap.contiguous(), inv);
+  return sparse_conv::backward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_out, feats, weight, kmap, inv_map);
 }
 
 }  // namespace

@@ -168,12 +168,17 @@ static __global__ void unpack_keys(const int64_t* __restrict__ keys, int64_t n, 
   FASTPERC_GRID_LOOP(idx, 4 * n) { coords[idx] = sparse_key_part(keys[idx / 4], static_cast<int>(idx % 4)); }
 }
 
-// The (K, N_out) map of contiguous in/out coords on one device.
+// The op sparse_kernel_map on the launcher's device (the caller checked the device): (K, N_out).
 template <typename Launch>
-at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_c, const at::Tensor& out_c,
-                            const std::vector<int64_t>& ks, const std::vector<int64_t>& st,
-                            const std::vector<int64_t>& pd, const std::vector<int64_t>& dl, bool transposed) {
-  const int64_t n_in = in_c.size(0), n_out = out_c.size(0), volume = ks[0] * ks[1] * ks[2];
+at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_coords, const at::Tensor& out_coords,
+                            at::IntArrayRef kernel_size, at::IntArrayRef stride, at::IntArrayRef padding,
+                            at::IntArrayRef dilation, bool transposed) {
+  check_sparse_coords(in_coords, "in_coords");
+  check_sparse_coords(out_coords, "out_coords");
+  const SparseConvGeometry geo = check_conv_geometry(kernel_size, stride, padding, dilation);
+  const at::Tensor in_c = in_coords.contiguous();
+  const at::Tensor out_c = out_coords.is_same(in_coords) ? in_c : out_coords.contiguous();
+  const int64_t n_in = in_c.size(0), n_out = out_c.size(0), volume = geo.ks[0] * geo.ks[1] * geo.ks[2];
   int64_t slots = 16;
   while (slots < 2 * n_in) slots *= 2;
   at::Tensor keys = at::full({slots}, kEmptySlot, in_c.options().dtype(at::kLong));
@@ -188,28 +193,29 @@ at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_c, const 
   at::Tensor kmap = at::empty({volume, n_out}, in_c.options().dtype(at::kInt));
   if (n_out > 0)
     launch(grid_for(n_out * volume), kThreads, probe_map, out_c.const_data_ptr<int32_t>(), n_out, volume,
-           triple_of(ks), triple_of(st), triple_of(pd), triple_of(dl), transposed, keys.const_data_ptr<int64_t>(),
+           triple_of(geo.ks), triple_of(geo.st), triple_of(geo.pd), triple_of(geo.dl), transposed,
+           keys.const_data_ptr<int64_t>(),
            rows.const_data_ptr<int64_t>(), slots - 1, kmap.data_ptr<int32_t>());
   return kmap;
 }
 
-// Sorted output sites of a regular or transposed convolution of the contiguous sites c.
+// The op sparse_out_coords on the launcher's device (the caller checked the device): the sorted
+// output sites of a regular or transposed convolution.
 template <typename Launch>
-at::Tensor build_out_coords(const Launch& launch, const at::Tensor& c, const std::vector<int64_t>& ks,
-                            const std::vector<int64_t>& st, const std::vector<int64_t>& pd,
-                            const std::vector<int64_t>& dl, const std::vector<int64_t>& shape, bool transposed) {
-  std::vector<int64_t> out_shape(3);
-  for (int a = 0; a < 3; ++a) {
-    out_shape[a] = conv_output_extent(shape[a], ks[a], st[a], pd[a], dl[a], transposed);
-    TORCH_CHECK(out_shape[a] > 0 && out_shape[a] <= kSparseKeyLimit, "fastperc: the output grid ", out_shape,
-                " of spatial_shape ", shape, " is empty or beyond 65536");
-  }
-  const int64_t n = c.size(0), volume = ks[0] * ks[1] * ks[2];
+at::Tensor build_out_coords(const Launch& launch, const at::Tensor& in_coords, at::IntArrayRef kernel_size,
+                            at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
+                            at::IntArrayRef spatial_shape, bool transposed) {
+  check_sparse_coords(in_coords, "in_coords");
+  const SparseConvGeometry geo = check_conv_geometry(kernel_size, stride, padding, dilation);
+  const std::vector<int64_t> shape = check_triple(spatial_shape, "spatial_shape", 1);
+  const std::vector<int64_t> out_shape = check_output_grid(geo, shape, transposed);
+  const at::Tensor c = in_coords.contiguous();
+  const int64_t n = c.size(0), volume = geo.ks[0] * geo.ks[1] * geo.ks[2];
   at::Tensor keys = at::empty({n * volume}, c.options().dtype(at::kLong));
   at::Tensor errors = new_errors(c);
   if (n > 0)
-    launch(grid_for(n * volume), kThreads, candidate_keys, c.const_data_ptr<int32_t>(), n, volume, triple_of(ks),
-           triple_of(st), triple_of(pd), triple_of(dl), triple_of(shape), triple_of(out_shape), transposed,
+    launch(grid_for(n * volume), kThreads, candidate_keys, c.const_data_ptr<int32_t>(), n, volume, triple_of(geo.ks),
+           triple_of(geo.st), triple_of(geo.pd), triple_of(geo.dl), triple_of(shape), triple_of(out_shape), transposed,
            keys.data_ptr<int64_t>(), error_ptr(errors));
   raise_flagged(errors, c, c, shape);
   // Sorted unique keys; the -1 of "no output" sorts first and is dropped.

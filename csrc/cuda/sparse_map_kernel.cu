@@ -17,31 +17,21 @@ namespace {
 at::Tensor sparse_kernel_map_cuda(const at::Tensor& in_coords, const at::Tensor& out_coords, at::IntArrayRef kernel_size,
                                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                   bool transposed) {
-  check_sparse_coords(in_coords, "in_coords");
-  check_sparse_coords(out_coords, "out_coords");
-  const auto ks = check_triple(kernel_size, "kernel_size", 1), st = check_triple(stride, "stride", 1);
-  const auto pd = check_triple(padding, "padding", 0), dl = check_triple(dilation, "dilation", 1);
   TORCH_CHECK(in_coords.is_cuda() && out_coords.device() == in_coords.device(),
               "fastperc: in_coords and out_coords must be on the same CUDA device, got ", in_coords.device(), " and ",
               out_coords.device());
   const c10::cuda::CUDAGuard guard(in_coords.device());
-  const at::Tensor in_c = in_coords.contiguous();
-  const at::Tensor out_c = out_coords.is_same(in_coords) ? in_c : out_coords.contiguous();
-  return sparse_map::build_kernel_map(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, in_c, out_c, ks, st, pd, dl,
-                                      transposed);
+  return sparse_map::build_kernel_map(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, in_coords, out_coords,
+                                      kernel_size, stride, padding, dilation, transposed);
 }
 
 at::Tensor sparse_out_coords_cuda(const at::Tensor& in_coords, at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                   at::IntArrayRef padding, at::IntArrayRef dilation, at::IntArrayRef spatial_shape,
                                   bool transposed) {
-  check_sparse_coords(in_coords, "in_coords");
-  const auto ks = check_triple(kernel_size, "kernel_size", 1), st = check_triple(stride, "stride", 1);
-  const auto pd = check_triple(padding, "padding", 0), dl = check_triple(dilation, "dilation", 1);
-  const auto shape = check_triple(spatial_shape, "spatial_shape", 1);
   TORCH_CHECK(in_coords.is_cuda(), "fastperc: sparse_out_coords_cuda got a tensor on ", in_coords.device());
   const c10::cuda::CUDAGuard guard(in_coords.device());
-  return sparse_map::build_out_coords(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, in_coords.contiguous(), ks, st,
-                                      pd, dl, shape, transposed);
+  return sparse_map::build_out_coords(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, in_coords, kernel_size, stride,
+                                      padding, dilation, spatial_shape, transposed);
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 // and applies the adjoint window along W and H. With valid or zero padding (one padded copy per input
 // pixel) it folds the result onto x and y itself; with reflect it writes the padded grid and
 // fold_to_inputs adds the mirrored copies. 3D, float64 and wider windows take the separable passes.
+#include <array>
+#include <tuple>
+
 #include "cuda/ssim_forward_device.cuh"
 
 namespace fastperc {
@@ -298,6 +301,23 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
          weights_of<T>(grad_l1), total,
          need_x ? gx.data_ptr<scalar_t>() : nullptr, need_y ? gy.data_ptr<scalar_t>() : nullptr);
   return {gx, gy};
+}
+
+// The op ssim_backward on the launcher's device, given its checked arguments.
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> ssim_backward_op(const Launch& launch, const at::Tensor& grad_ssim,
+                                                    const SsimBackwardArgs& a, const at::Tensor& x,
+                                                    const at::Tensor& y, const at::Tensor& window, double c1, double c2,
+                                                    std::array<bool, 2> output_mask) {
+  if (!output_mask[0] && !output_mask[1]) return {at::empty({0}, x.options()), at::empty({0}, y.options())};
+  const at::Tensor w = window.contiguous();
+  std::tuple<at::Tensor, at::Tensor> out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cuda", [&] {
+    using T = ssim_acc_t<scalar_t>;
+    out = backward_typed<scalar_t, T>(launch, grad_ssim, a.grad_cs, a.grad_l1, x, y, w, a.g, static_cast<T>(c1),
+                                      static_cast<T>(c2), output_mask[0], output_mask[1]);
+  });
+  return out;
 }
 
 }  // namespace ssim_detail

@@ -2,7 +2,6 @@
 // window filter on the padded grid -> fold onto the inputs (+ the |x - y| term). Same math as the CPU
 // kernel (common/ssim_math.h). Kernels and driver: ssim_backward_device.cuh; status (run under the CPU
 // emulator, not yet on a GPU): ssim_passes.cuh.
-#include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
@@ -10,7 +9,6 @@
 #include <array>
 #include <optional>
 #include <tuple>
-#include <type_traits>
 
 #include "cuda/ssim_backward_device.cuh"
 
@@ -27,17 +25,9 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad_ssi
                                                       double c2, int64_t padding, std::array<bool, 2> output_mask) {
   const SsimBackwardArgs a = check_ssim_backward_inputs(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding);
   TORCH_CHECK(x.is_cuda(), "fastperc: the CUDA ssim_backward kernel got a tensor on ", x.device());
-  if (!output_mask[0] && !output_mask[1]) return {at::empty({0}, x.options()), at::empty({0}, y.options())};
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor w = window.contiguous();
-  std::tuple<at::Tensor, at::Tensor> out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_backward_cuda", [&] {
-    using T = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
-    out = backward_typed<scalar_t, T>(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_ssim, a.grad_cs, a.grad_l1,
-                                      x, y, w, a.g, static_cast<T>(c1), static_cast<T>(c2), output_mask[0],
-                                      output_mask[1]);
-  });
-  return out;
+  return ssim_backward_op(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_ssim, a, x, y, window, c1, c2,
+                          output_mask);
 }
 
 }  // namespace

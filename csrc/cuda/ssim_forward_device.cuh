@@ -8,8 +8,10 @@
 // Nothing per pixel touches global memory unless the map itself is asked for.
 // Separable path (3D, float64, wider windows): the window moments of ssim_passes.cuh in global
 // memory, then SSIM and CS per pixel, then per-plane means.
+#include <ATen/Dispatch.h>
 #include <ATen/ops/empty.h>
 
+#include <tuple>
 #include <type_traits>
 
 #include "cuda/ssim_passes.cuh"
@@ -246,6 +248,38 @@ void ssim_forward(const Launch& launch, const at::Tensor& x, const at::Tensor& y
          means[0].data_ptr<T>());
   launch(static_cast<unsigned>(planes), kThreads, plane_means<T>, cs.const_data_ptr<T>(), geo.map_size(),
          means[1].data_ptr<T>());
+}
+
+template <typename scalar_t>
+using ssim_acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
+
+// The op ssim on the launcher's device, given its checked geometry: per-plane means of SSIM, CS and
+// |x - y|, (B, C) each.
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_op(const Launch& launch, const at::Tensor& x, const at::Tensor& y,
+                                                       const at::Tensor& window, double c1, double c2,
+                                                       const SsimGeometry& g) {
+  const auto options = x.options().dtype(accumulate_type(x.scalar_type()));
+  at::Tensor means[3] = {at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options), at::empty({g.B, g.C}, options)};
+  const at::Tensor w = window.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_cuda", [&] {
+    using T = ssim_acc_t<scalar_t>;
+    ssim_forward<scalar_t, T>(launch, x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), nullptr, means);
+  });
+  return {means[0], means[1], means[2]};
+}
+
+// The op ssim_map on the launcher's device, given its checked geometry.
+template <typename Launch>
+at::Tensor ssim_map_op(const Launch& launch, const at::Tensor& x, const at::Tensor& y, const at::Tensor& window,
+                       double c1, double c2, const SsimGeometry& g) {
+  at::Tensor map = at::empty(ssim_map_shape(g), x.options().dtype(accumulate_type(x.scalar_type())));
+  const at::Tensor w = window.contiguous();
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_ssim_map_cuda", [&] {
+    using T = ssim_acc_t<scalar_t>;
+    ssim_forward<scalar_t, T>(launch, x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), &map, nullptr);
+  });
+  return map;
 }
 
 }  // namespace ssim_detail
