@@ -9,7 +9,7 @@ import torch.nn.functional as F
 import fastperc
 from fastperc import reference
 from fastperc.sparse import SparseTensor, functional as SF, nn as snn
-from conftest import num_threads
+from conftest import cpu_isa, num_threads, rel_err, supported_isas
 
 
 
@@ -140,6 +140,38 @@ def test_kernel_map_and_out_coords_match_reference():
         assert torch.equal(got, exp)
         got_map = torch.ops.fastperc.sparse_kernel_map(x.coords, got, list(ks), list(st), list(pd), list(dl), tr)
         assert torch.equal(got_map, reference.sparse.kernel_map(x.coords, got, ks, st, pd, dl, tr))
+
+
+# (sites, cin, cout): every rows-tile width of the CPU kernels (64, 32 and 16 columns, and padded
+# ones), weight-gradient rows read in place (cin % 8 == 0, cout % 32 == 0) or through padded copies,
+# several forward blocks (1024 outputs at 64 columns), and more than one weight-gradient block (16384).
+TILE_CASES = [(3000, 64, 64), (3000, 5, 48), (3000, 16, 16), (3000, 3, 5), (20000, 8, 32)]
+
+
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("sites,cin,cout", TILE_CASES)
+def test_cpu_tiles_match_reference(isa, sites, cin, cout):
+    side = round((sites / 0.3) ** (1 / 3))
+    x = random_sparse(batch=1, shape=(side,) * 3, channels=cin, density=0.3, seed=sites + cin)
+    n = len(x.coords)
+    kmap = SF.kernel_map(x.coords, x.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+    g = torch.Generator().manual_seed(1)
+    w = torch.randn(27, cin, cout, generator=g, dtype=torch.float64)
+    grad = torch.randn(n, cout, generator=g, dtype=torch.float64)
+    f = x.feats.clone().requires_grad_(True)
+    wr = w.clone().requires_grad_(True)
+    expected = reference.sparse.conv(f, wr, kmap)
+    exp_gf, exp_gw = torch.autograd.grad(expected, (f, wr), grad)
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        results = []
+        for threads in (1, 2):
+            with cpu_isa(isa), num_threads(threads):
+                out = torch.ops.fastperc.sparse_conv(x.feats.to(dtype), w.to(dtype), kmap, None)
+                gf, gw = torch.ops.fastperc.sparse_conv_backward(grad.to(dtype), x.feats.to(dtype), w.to(dtype), kmap, None)
+            results.append((out, gf, gw))
+        for got, exp in zip(results[0], (expected, exp_gf, exp_gw)):
+            assert rel_err(got, exp) < tol
+        assert all(torch.equal(a, b) for a, b in zip(*results)), "1 and 2 threads must agree bit for bit"
 
 
 def test_float32_and_threads():

@@ -84,6 +84,22 @@ GramTile<double> gram_tile_f64() {
   }
 }
 
+SparseTile<float> sparse_tile_f32() {
+  switch (active_isa()) {
+    case Isa::avx512: return sparse_tile_f32_avx512();
+    case Isa::avx2: return sparse_tile_f32_avx2();
+    default: return sparse_tile_f32_generic();
+  }
+}
+
+SparseTile<double> sparse_tile_f64() {
+  switch (active_isa()) {
+    case Isa::avx512: return sparse_tile_f64_avx512();
+    case Isa::avx2: return sparse_tile_f64_avx2();
+    default: return sparse_tile_f64_generic();
+  }
+}
+
 SsimTile<float> ssim_tile_f32() {
   switch (active_isa()) {
     case Isa::avx512: return ssim_tile_f32_avx512();

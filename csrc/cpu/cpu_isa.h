@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "cpu/isa/gram_tile.h"
+#include "cpu/isa/sparse_tile.h"
 #include "cpu/isa/ssim_tile.h"
 
 namespace fastperc {
@@ -22,6 +23,9 @@ bool bf16_dot_supported();
 GramTile<float> gram_tile_f32();
 GramTile<double> gram_tile_f64();
 
+SparseTile<float> sparse_tile_f32();
+SparseTile<double> sparse_tile_f64();
+
 SsimTile<float> ssim_tile_f32();
 SsimTile<double> ssim_tile_f64();
 
@@ -31,6 +35,15 @@ SsimTile<T> active_ssim_tile() {
     return ssim_tile_f64();
   } else {
     return ssim_tile_f32();
+  }
+}
+
+template <typename T>
+SparseTile<T> active_sparse_tile() {
+  if constexpr (std::is_same_v<T, double>) {
+    return sparse_tile_f64();
+  } else {
+    return sparse_tile_f32();
   }
 }
 

@@ -1,10 +1,10 @@
 // CPU sparse convolution: gather-GEMM, output stationary and deterministic (no atomics).
 //
 // Forward: gather-GEMM-scatter per kernel offset over that offset's pairs only (no work for missing
-// neighbours), through the Gram kernel's register tiles (cpu/isa); outputs add their terms in offset
-// order. The input gradient is the same computation on the inverted map with W[k]^T; the weight
-// gradient dW[k] = sum_j x[map[k, j]]^T g[j] runs per offset over fixed chunks of pairs. Neither
-// depends on the thread count.
+// neighbours), through register tiles that read the gathered rows in place (cpu/isa/sparse_tile.h);
+// outputs add their terms in offset order. The input gradient is the same computation on the inverted
+// map with W[k]^T; the weight gradient dW[k] = sum_j x[map[k, j]]^T g[j] sums fixed blocks of
+// outputs separately and adds the blocks in order. Neither depends on the thread count.
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -28,42 +28,27 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
   TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
 }
 
-// Per offset k, the outputs j that have that neighbour (map[k, j] >= 0), in increasing order. The same
-// pass checks every entry is -1 or a row < n_rows, so a bad map fails before any row is read and the
-// check costs no extra pass over the (K, N_out) map.
-std::vector<std::vector<int64_t>> pairs_per_offset(const int32_t* map, int64_t volume, int64_t n_out,
-                                                   int64_t n_rows) {
-  std::vector<std::vector<int64_t>> outputs(static_cast<size_t>(volume));
-  std::vector<int64_t> bad(static_cast<size_t>(volume), -1);  // first bad entry's index per offset
-  at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t k = begin; k < end; ++k) {
-      const int32_t* mk = map + k * n_out;
-      for (int64_t j = 0; j < n_out; ++j) {
-        const int64_t v = mk[j];
-        if (v >= 0) {
-          if (v >= n_rows && bad[k] < 0) bad[k] = j;
-          outputs[k].push_back(j);
-        } else if (v != -1 && bad[k] < 0) {
-          bad[k] = j;
-        }
-      }
-    }
-  });
-  for (int64_t k = 0; k < volume; ++k)
-    if (bad[k] >= 0) bad_map_entry(map[k * n_out + bad[k]], n_rows);
-  return outputs;
+// The rows variant that pads the output columns least (the widest among equals).
+template <typename T>
+typename SparseTile<T>::Rows pick_rows_tile(const SparseTile<T>& tiles, int64_t cout) {
+  typename SparseTile<T>::Rows best = tiles.rows[0];
+  for (int i = 1; i < tiles.n_rows; ++i)
+    if (round_up(cout, tiles.rows[i].nr) < round_up(cout, best.nr)) best = tiles.rows[i];
+  return best;
 }
 
 // out[j] = sum_k rows[map[k, j]] @ w[k], rows (n_rows, cin), w (K, cin, cout) -> out (n_out, cout).
-// Work items are blocks of consecutive output rows (small enough to stay in L2). Within a block, offset
-// by offset in order, the offset's pairs are cut into tiles of mr, gathered into a k-major panel,
-// multiplied with W[k] through the register tiles and added to their output rows. Only existing
-// neighbours cost work, every output row adds its terms in offset order whatever the thread count,
-// and sorted sites make the gathered inputs of a block nearly contiguous.
+// Work items are blocks of consecutive output rows, accumulated in a scratch block padded to whole
+// tiles of columns (small enough to stay in L2). Within a block, offset by offset in order, the
+// offset's pairs are listed from the map and multiplied with W[k] mr at a time by the rows tiles,
+// which read the input rows in place and add into the scratch rows. Only existing neighbours cost
+// work, every output row adds its terms in offset order whatever the thread count, and sorted sites
+// make the inputs of a block nearly contiguous. Map entries are checked as they are listed, before
+// any row is read; the first bad one (in block order) is reported.
 template <typename T>
 void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map, int64_t volume, int64_t n_out,
                  const T* w, int64_t cout, T* out) {
-  const GramTile<T> tile = active_gram_tile<T>();
+  const typename SparseTile<T>::Rows tile = pick_rows_tile(active_sparse_tile<T>(), cout);
   const int mr = tile.mr, nr = tile.nr;
   const int64_t coutp = round_up(cout, nr);
   // Weights padded to whole tiles of columns so every tile reads in bounds.
@@ -71,38 +56,108 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
   for (int64_t k = 0; k < volume; ++k)
     for (int64_t c = 0; c < cin; ++c)
       std::copy(w + (k * cin + c) * cout, w + (k * cin + c + 1) * cout, &wp[(k * cin + c) * coutp]);
-  const std::vector<std::vector<int64_t>> outputs = pairs_per_offset(map, volume, n_out, n_rows);
-  const int64_t block = std::max<int64_t>(mr, (int64_t{256} * 1024 / (static_cast<int64_t>(sizeof(T)) * coutp)) / mr * mr);
-  at::parallel_for(0, (n_out + block - 1) / block, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> panel(static_cast<size_t>(cin * mr)), acc(static_cast<size_t>(mr * coutp));
+  const int64_t block = std::max<int64_t>(mr, int64_t{256} * 1024 / (static_cast<int64_t>(sizeof(T)) * coutp));
+  const int64_t n_blocks = (n_out + block - 1) / block;
+  std::vector<int64_t> bad(static_cast<size_t>(n_blocks), -1);  // flat index of a block's first bad entry
+  at::parallel_for(0, n_blocks, 1, [&](int64_t begin, int64_t end) {
+    // Scratch rows, plus one sink row that the padding of a last partial tile writes to.
+    std::vector<T> scratch(static_cast<size_t>((block + 1) * coutp));
+    T* const sink = scratch.data() + block * coutp;
+    std::vector<const T*> a(static_cast<size_t>(block + mr));
+    std::vector<T*> c(static_cast<size_t>(block + mr));
     for (int64_t b = begin; b < end; ++b) {
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
-      std::fill(out + jb * cout, out + je * cout, T(0));
-      for (int64_t k = 0; k < volume; ++k) {
-        const std::vector<int64_t>& ok = outputs[k];
-        const int64_t lo = std::lower_bound(ok.begin(), ok.end(), jb) - ok.begin();
-        const int64_t hi = std::lower_bound(ok.begin(), ok.end(), je) - ok.begin();
+      std::fill(scratch.begin(), scratch.begin() + (je - jb) * coutp, T(0));
+      for (int64_t k = 0; k < volume && bad[b] < 0; ++k) {
         const int32_t* mk = map + k * n_out;
-        const T* wk = &wp[k * cin * coutp];
-        for (int64_t p0 = lo; p0 < hi; p0 += mr) {
-          const int64_t here = std::min<int64_t>(mr, hi - p0);
-          for (int64_t r = 0; r < mr; ++r) {
-            if (r >= here) {
-              for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = T(0);
-              continue;
-            }
-            const T* row = rows + mk[ok[p0 + r]] * cin;
-            for (int64_t c = 0; c < cin; ++c) panel[c * mr + r] = row[c];
+        int64_t np = 0;
+        for (int64_t j = jb; j < je; ++j) {
+          const int64_t i = mk[j];
+          if (i == -1) continue;
+          if (i < 0 || i >= n_rows) {
+            bad[b] = k * n_out + j;
+            break;
           }
-          for (int64_t n0 = 0; n0 < coutp; n0 += nr)
-            tile.tile(cin, panel.data(), mr, wk + n0, coutp, acc.data() + n0, coutp, /*accumulate=*/false);
-          for (int64_t r = 0; r < here; ++r) {
-            T* dst = out + ok[p0 + r] * cout;
-            const T* src = &acc[r * coutp];
-            for (int64_t c = 0; c < cout; ++c) dst[c] += src[c];
-          }
+          a[np] = rows + i * cin;
+          c[np++] = scratch.data() + (j - jb) * coutp;
         }
+        if (np == 0 || bad[b] >= 0) continue;
+        for (int64_t q = np; q % mr != 0; ++q) {
+          a[q] = a[0];
+          c[q] = sink;
+        }
+        const T* wk = &wp[k * cin * coutp];
+        for (int64_t p0 = 0; p0 < np; p0 += mr)
+          for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(cin, &a[p0], wk + n0, coutp, &c[p0], n0);
       }
+      for (int64_t j = jb; j < je; ++j)
+        std::copy(&scratch[(j - jb) * coutp], &scratch[(j - jb) * coutp] + cout, out + j * cout);
+    }
+  });
+  for (int64_t b = 0; b < n_blocks; ++b)
+    if (bad[b] >= 0) bad_map_entry(map[bad[b]], n_rows);
+}
+
+// dW[k] (cin x cout) = sum over the pairs (i, j) of offset k of x[i]^T g[j]. Work items are (block of
+// outputs, offset), each summing its pairs into its own partial dW through the pair tiles, which read
+// x and g rows in place; the partials of an offset are then added in block order. The blocks are
+// fixed, so the sums do not depend on the thread count. Items run block-major so that a static split
+// gives every thread all offsets (the centre offset of a submanifold map has the most pairs).
+template <typename T>
+void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout, const int32_t* map,
+                 int64_t volume, int64_t n_out, T* dw) {
+  const SparseTile<T> tiles = active_sparse_tile<T>();
+  const int mr = tiles.pair_mr, nr = tiles.pair_nr;
+  const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr);
+  // The tiles read whole tiles of columns from every row: rows of another width are copied once into
+  // zero-padded ones.
+  const auto padded = [](const T* src, int64_t n, int64_t width, int64_t padded_width, std::vector<T>& store) {
+    if (width == padded_width) return src;
+    store.assign(static_cast<size_t>(n * padded_width), T(0));
+    for (int64_t i = 0; i < n; ++i) std::copy(src + i * width, src + (i + 1) * width, &store[i * padded_width]);
+    return static_cast<const T*>(store.data());
+  };
+  std::vector<T> x_store, g_store;
+  const T* xs = padded(x, n_in, cin, cinp, x_store);
+  const T* gs = padded(g, n_out, cout, coutp, g_store);
+  // Blocks of at least 16384 outputs, fewer where the partials would pass 16 MiB (wide channels).
+  const int64_t slab = cinp * coutp, chunk = 256;
+  const int64_t max_blocks = std::max<int64_t>(1, (int64_t{16} << 20) / (volume * slab * static_cast<int64_t>(sizeof(T))));
+  const int64_t block = std::max<int64_t>(16384, (n_out + max_blocks - 1) / max_blocks);
+  const int64_t n_blocks = (n_out + block - 1) / block;
+  std::vector<T> partial(static_cast<size_t>(n_blocks * volume * slab), T(0));
+  at::parallel_for(0, n_blocks * volume, 1, [&](int64_t begin, int64_t end) {
+    std::vector<const T*> a(static_cast<size_t>(chunk)), bg(static_cast<size_t>(chunk));
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item / volume, k = item % volume;
+      const int64_t jb = b * block, je = std::min(n_out, jb + block);
+      const int32_t* mk = map + k * n_out;
+      T* acc = &partial[item * slab];
+      int64_t np = 0;
+      auto flush = [&] {
+        for (int64_t c0 = 0; c0 < cinp; c0 += mr)
+          for (int64_t n0 = 0; n0 < coutp; n0 += nr) tiles.pairs(np, a.data(), c0, bg.data(), n0, acc + c0 * coutp + n0, coutp);
+        np = 0;
+      };
+      for (int64_t j = jb; j < je; ++j) {
+        const int64_t i = mk[j];
+        if (i < 0) continue;
+        a[np] = xs + i * cinp;
+        bg[np] = gs + j * coutp;
+        if (++np == chunk) flush();
+      }
+      if (np > 0) flush();
+    }
+  });
+  at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> sum(static_cast<size_t>(slab));
+    for (int64_t k = begin; k < end; ++k) {
+      std::copy(&partial[k * slab], &partial[(k + 1) * slab], sum.begin());
+      for (int64_t b = 1; b < n_blocks; ++b) {
+        const T* part = &partial[(b * volume + k) * slab];
+        for (int64_t e = 0; e < slab; ++e) sum[e] += part[e];
+      }
+      for (int64_t c = 0; c < cin; ++c) std::copy(&sum[c * coutp], &sum[c * coutp] + cout, dw + (k * cin + c) * cout);
     }
   });
 }
@@ -144,7 +199,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   at::Tensor grad_feats = at::empty_like(f), grad_weight = at::empty_like(w);
 
   // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
-  // with the forward map; its entries are checked (< N_out) by gather_gemm's first pass) or rebuilt here.
+  // with the forward map; gather_gemm checks its entries (< N_out) as it lists them) or rebuilt here.
   if (!inv.defined()) {
     inv = at::full({volume, n_in}, -1, m.options());
     const int32_t* pm = m.const_data_ptr<int32_t>();
@@ -159,39 +214,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
     gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int32_t>(), volume, n_in,
                    wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>());
 
-    // dW[k] (cin x cout) = sum over pairs (i, j) of x[i]^T g[j], in chunks of 256 pairs.
-    const GramTile<T> tile = active_gram_tile<T>();
-    const int mr = tile.mr, nr = tile.nr;
-    const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr), chunk = 256;
-    const T* px = f.const_data_ptr<T>();
-    const T* pg = g.const_data_ptr<T>();
-    const int32_t* pm = m.const_data_ptr<int32_t>();
-    T* pw = grad_weight.data_ptr<T>();
-    at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> a(static_cast<size_t>(chunk * cinp)), b(static_cast<size_t>(chunk * coutp)),
-          acc(static_cast<size_t>(cinp * coutp));
-      for (int64_t k = begin; k < end; ++k) {
-        std::fill(acc.begin(), acc.end(), T(0));
-        int64_t filled = 0;
-        auto flush = [&] {
-          for (int64_t c0 = 0; c0 < cinp; c0 += mr)
-            for (int64_t n0 = 0; n0 < coutp; n0 += nr)
-              tile.tile(filled, a.data() + c0, cinp, b.data() + n0, coutp, acc.data() + c0 * coutp + n0, coutp, true);
-          filled = 0;
-        };
-        for (int64_t j = 0; j < n_out; ++j) {
-          const int64_t i = pm[k * n_out + j];
-          if (i < 0) continue;
-          std::fill(a.begin() + filled * cinp, a.begin() + (filled + 1) * cinp, T(0));
-          std::copy(px + i * cin, px + (i + 1) * cin, a.begin() + filled * cinp);
-          std::fill(b.begin() + filled * coutp, b.begin() + (filled + 1) * coutp, T(0));
-          std::copy(pg + j * cout, pg + (j + 1) * cout, b.begin() + filled * coutp);
-          if (++filled == chunk) flush();
-        }
-        if (filled > 0) flush();
-        for (int64_t c = 0; c < cin; ++c) std::copy(&acc[c * coutp], &acc[c * coutp] + cout, pw + (k * cin + c) * cout);
-      }
-    });
+    weight_grad<T>(f.const_data_ptr<T>(), n_in, cin, g.const_data_ptr<T>(), cout, m.const_data_ptr<int32_t>(), volume,
+                   n_out, grad_weight.data_ptr<T>());
   });
   return {grad_feats, grad_weight};
 }

@@ -9,27 +9,7 @@
 namespace fastperc {
 namespace cpu {
 namespace {
-
-struct F32x8 {
-  using T = float;
-  using R = __m256;
-  static constexpr int W = 8;
-  static R load(const T* p) { return _mm256_loadu_ps(p); }
-  static void store(T* p, R v) { _mm256_storeu_ps(p, v); }
-  static R broadcast(T s) { return _mm256_set1_ps(s); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_ps(a, b, c); }
-};
-
-struct F64x4 {
-  using T = double;
-  using R = __m256d;
-  static constexpr int W = 4;
-  static R load(const T* p) { return _mm256_loadu_pd(p); }
-  static void store(T* p, R v) { _mm256_storeu_pd(p, v); }
-  static R broadcast(T s) { return _mm256_set1_pd(s); }
-  static R fma(R a, R b, R c) { return _mm256_fmadd_pd(a, b, c); }
-};
-
+#include "cpu/isa/vec_avx2.inc"
 }  // namespace
 
 #include "cpu/isa/gram_tile_body.inc"

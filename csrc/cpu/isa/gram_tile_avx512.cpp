@@ -9,27 +9,7 @@
 namespace fastperc {
 namespace cpu {
 namespace {
-
-struct F32x16 {
-  using T = float;
-  using R = __m512;
-  static constexpr int W = 16;
-  static R load(const T* p) { return _mm512_loadu_ps(p); }
-  static void store(T* p, R v) { _mm512_storeu_ps(p, v); }
-  static R broadcast(T s) { return _mm512_set1_ps(s); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_ps(a, b, c); }
-};
-
-struct F64x8 {
-  using T = double;
-  using R = __m512d;
-  static constexpr int W = 8;
-  static R load(const T* p) { return _mm512_loadu_pd(p); }
-  static void store(T* p, R v) { _mm512_storeu_pd(p, v); }
-  static R broadcast(T s) { return _mm512_set1_pd(s); }
-  static R fma(R a, R b, R c) { return _mm512_fmadd_pd(a, b, c); }
-};
-
+#include "cpu/isa/vec_avx512.inc"
 }  // namespace
 
 #include "cpu/isa/gram_tile_body.inc"

@@ -6,18 +6,7 @@
 namespace fastperc {
 namespace cpu {
 namespace {
-
-template <typename Scalar>
-struct Scalar1 {
-  using T = Scalar;
-  using R = Scalar;
-  static constexpr int W = 1;
-  static R load(const T* p) { return *p; }
-  static void store(T* p, R v) { *p = v; }
-  static R broadcast(T s) { return s; }
-  static R fma(R a, R b, R c) { return c + a * b; }
-};
-
+#include "cpu/isa/vec_generic.inc"
 }  // namespace
 
 #include "cpu/isa/gram_tile_body.inc"

@@ -1,0 +1,46 @@
+#pragma once
+// Register-blocked micro-kernels of the CPU sparse convolution, reading gathered rows in place.
+//
+// The sparse convolution multiplies rows picked by a kernel map. Packing them into panels first (as a
+// dense GEMM does) cost as much time as the multiplications, so these kernels take one pointer per row
+// instead and read the rows where they are: the rows a tile reads stay in L1/L2 while it runs.
+//
+// Each ISA translation unit (sparse_tile_<isa>.cpp) has internal linkage only, like gram_tile.h's;
+// cpu/cpu_isa.cpp picks one at run time.
+#include <cstdint>
+
+namespace fastperc {
+namespace cpu {
+
+template <typename T>
+struct SparseTile {
+  // Forward and input gradient: for r < mr, j < nr:
+  //   c[r][c_off + j] += sum_{k < kc} a[r][k] * b[k * ldb + j].
+  // a: mr rows of kc features (gathered inputs); b: a weight panel padded to whole tiles of nr columns;
+  // c: mr distinct output rows, each with room for c_off + nr values.
+  struct Rows {
+    int mr;
+    int nr;
+    void (*tile)(int64_t kc, const T* const* a, const T* b, int64_t ldb, T* const* c, int64_t c_off);
+  };
+  // Variants by column width, widest first; the driver picks the one that pads the output least.
+  Rows rows[3];
+  int n_rows;
+
+  // Weight gradient over np pairs p (x row a[p], gradient row b[p]): for r < mr, j < nr:
+  //   c[r * ldc + j] += sum_{p < np} a[p][a_off + r] * b[p][b_off + j].
+  // Every a[p] must have a_off + mr values and every b[p] b_off + nr.
+  int pair_mr;
+  int pair_nr;
+  void (*pairs)(int64_t np, const T* const* a, int64_t a_off, const T* const* b, int64_t b_off, T* c, int64_t ldc);
+};
+
+SparseTile<float> sparse_tile_f32_avx512();
+SparseTile<double> sparse_tile_f64_avx512();
+SparseTile<float> sparse_tile_f32_avx2();
+SparseTile<double> sparse_tile_f64_avx2();
+SparseTile<float> sparse_tile_f32_generic();
+SparseTile<double> sparse_tile_f64_generic();
+
+}  // namespace cpu
+}  // namespace fastperc
