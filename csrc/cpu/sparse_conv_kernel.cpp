@@ -204,9 +204,11 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
     inv = at::full({volume, n_in}, -1, m.options());
     const int32_t* pm = m.const_data_ptr<int32_t>();
     int32_t* pi = inv.data_ptr<int32_t>();
-    for (int64_t k = 0; k < volume; ++k)
-      for (int64_t j = 0; j < n_out; ++j)
-        if (pm[k * n_out + j] >= 0) pi[k * n_in + pm[k * n_out + j]] = static_cast<int32_t>(j);
+    at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {  // offsets write disjoint rows
+      for (int64_t k = begin; k < end; ++k)
+        for (int64_t j = 0; j < n_out; ++j)
+          if (pm[k * n_out + j] >= 0) pi[k * n_in + pm[k * n_out + j]] = static_cast<int32_t>(j);
+    });
   }
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
     using T = scalar_t;

@@ -15,7 +15,7 @@ namespace cpu {
 template <typename T>
 struct SparseTile {
   // Forward and input gradient: for r < mr, j < nr:
-  //   c[r][c_off + j] += sum_{k < kc} a[r][k] * b[k * ldb + j].
+  //   c[r][c_off + j] += sum_{k < kc} a[r][k] * b[k * ldb + j]   (the sum formed first, then added).
   // a: mr rows of kc features (gathered inputs); b: a weight panel padded to whole tiles of nr columns;
   // c: mr distinct output rows, each with room for c_off + nr values.
   struct Rows {
@@ -28,7 +28,7 @@ struct SparseTile {
   int n_rows;
 
   // Weight gradient over np pairs p (x row a[p], gradient row b[p]): for r < mr, j < nr:
-  //   c[r * ldc + j] += sum_{p < np} a[p][a_off + r] * b[p][b_off + j].
+  //   c[r * ldc + j] += sum_{p < np} a[p][a_off + r] * b[p][b_off + j]   (likewise).
   // Every a[p] must have a_off + mr values and every b[p] b_off + nr.
   int pair_mr;
   int pair_nr;
