@@ -27,7 +27,7 @@ def test_subm(benchmark, scans, voxel, channels, mode, impl):
         return
     kmap = SF.kernel_map(x.coords, x.coords, *args)
     feats = torch.randn(len(x.coords), channels, requires_grad=mode == "fwd+bwd")
-    weight = torch.randn(27, channels, channels)
+    weight = torch.randn(27, channels, channels, requires_grad=mode == "fwd+bwd")  # a training step: both gradients
     conv = torch.ops.fastperc.sparse_conv if impl == "fastperc" else reference.sparse.conv
 
     def run():

@@ -39,7 +39,8 @@ TORCH_LIBRARY(fastperc, m) {
   // out[j] = sum_k feats[kmap[k, j]] @ weight[k]: (N_out, C_out). inv_map (K, N_in), optional, is the
   // map read the other way (inv_map[k, kmap[k, j]] = j); the backward needs it and rebuilds it if absent.
   m.def("sparse_conv(Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) -> Tensor");
-  // (grad_feats, grad_weight) of sparse_conv.
-  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) "
-        "-> (Tensor, Tensor)");
+  // (grad_feats, grad_weight) of sparse_conv; a gradient that output_mask leaves out is not computed
+  // and comes back empty ((0,)), like ssim_backward's.
+  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None, "
+        "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 }

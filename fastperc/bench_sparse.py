@@ -84,9 +84,9 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
             return lambda: fn(feats, weight, kmap)
 
         def fwd_bwd(fn):
-            def run_once():
-                f = feats.detach().requires_grad_(True)
-                (g_f,) = torch.autograd.grad((fn(f, weight, kmap) * grad).sum(), f)
+            def run_once():  # a training step's gradients: features and weights (reported: features)
+                f, w = feats.detach().requires_grad_(True), weight.detach().requires_grad_(True)
+                g_f, _ = torch.autograd.grad((fn(f, w, kmap) * grad).sum(), (f, w))
                 return g_f
             return run_once
 
@@ -139,16 +139,16 @@ def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.f
     density = n / (box[0] * box[1] * box[2])
     shape = f"{int(voxel * 100)}cm C={channels} crop {box[0]}x{box[1]}x{box[2]} ({density:.1%})"
 
-    def dense_fwd(f):
+    def dense_fwd(f, w):
         grid = f.new_zeros((1, channels) + tuple(box))
         grid[0, :, idx[:, 0], idx[:, 1], idx[:, 2]] = f.t()
-        out = torch.nn.functional.conv3d(grid, dense_w, padding=1)
+        out = torch.nn.functional.conv3d(grid, w, padding=1)
         return out[0, :, idx[:, 0], idx[:, 1], idx[:, 2]].t()
 
-    def fwd_bwd(fn):
-        def run_once():
-            f = feats.detach().requires_grad_(True)
-            (g_f,) = torch.autograd.grad((fn(f) * grad).sum(), f)
+    def fwd_bwd(fn, w0):
+        def run_once():  # gradients for features and weights, as in training (reported: features)
+            f, w = feats.detach().requires_grad_(True), w0.detach().requires_grad_(True)
+            g_f, _ = torch.autograd.grad((fn(f, w) * grad).sum(), (f, w))
             return g_f
         return run_once
 
@@ -157,11 +157,11 @@ def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.f
     feats, weight, grad, kmap, idx = (t.to(device) for t in (feats, weight, grad, kmap, idx))
     feats, weight, grad = (t.to(dtype) for t in (feats, weight, grad))
     dense_w = dense_w.to(device, dtype)
-    sparse_fwd = lambda f: torch.ops.fastperc.sparse_conv(f, weight, kmap)  # noqa: E731
+    sparse_fwd = lambda f, w: torch.ops.fastperc.sparse_conv(f, w, kmap)  # noqa: E731
     rows = []
-    for impl, fn in (("fastperc", sparse_fwd), ("dense conv3d", dense_fwd)):
-        rows.append(_row("fwd", shape, impl, n, lambda fn=fn: fn(feats), truth_fwd, None, min_time))
-        rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(fn), truth_grad, None, min_time))
+    for impl, fn, w in (("fastperc", sparse_fwd, weight), ("dense conv3d", dense_fwd, dense_w)):
+        rows.append(_row("fwd", shape, impl, n, lambda fn=fn, w=w: fn(feats, w), truth_fwd, None, min_time))
+        rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(fn, w), truth_grad, None, min_time))
     return rows
 
 
@@ -194,7 +194,7 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
     def fwd_bwd():
         f = feats.detach().requires_grad_(True)
         t = spc.SparseConvTensor(f, coords, spatial, 1, indice_dict=indices)
-        (g_f,) = torch.autograd.grad((conv(t).features * grad).sum(), f)
+        g_f, _ = torch.autograd.grad((conv(t).features * grad).sum(), (f, conv.weight))
         return g_f
 
     rows = []

@@ -185,8 +185,9 @@ def _sparse_conv_fake(feats, weight, kmap, inv_map=None):
 
 
 @register_fake("fastperc::sparse_conv_backward")
-def _sparse_conv_backward_fake(grad_out, feats, weight, kmap, inv_map=None):
-    return feats.new_empty(feats.shape), weight.new_empty(weight.shape)
+def _sparse_conv_backward_fake(grad_out, feats, weight, kmap, inv_map=None, output_mask=(True, True)):
+    return (feats.new_empty(feats.shape if output_mask[0] else (0,)),
+            weight.new_empty(weight.shape if output_mask[1] else (0,)))
 
 
 def _sparse_conv_setup(ctx, inputs, output):
@@ -196,10 +197,12 @@ def _sparse_conv_setup(ctx, inputs, output):
 
 def _sparse_conv_backward(ctx, grad_out):
     feats, weight, kmap, inv_map = ctx.saved_tensors
+    # Only the gradients autograd asks for are computed: the first layer's features or frozen
+    # weights usually need none, and each is about half of the backward's work.
+    mask = [bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])]
     grad_feats, grad_weight = torch.ops.fastperc.sparse_conv_backward(grad_out.contiguous(), feats, weight, kmap,
-                                                                      inv_map)
-    return (grad_feats if ctx.needs_input_grad[0] else None, grad_weight if ctx.needs_input_grad[1] else None,
-            None, None)
+                                                                      inv_map, mask)
+    return grad_feats if mask[0] else None, grad_weight if mask[1] else None, None, None
 
 
 register_autograd("fastperc::sparse_conv", _sparse_conv_backward, setup_context=_sparse_conv_setup)

@@ -137,6 +137,11 @@ def test_bad_maps_fail_before_any_row_is_read_and_empty_inputs(backend):
     inv = SF.invert_map(kmap, len(f))
     a, b = dev_ops.sparse_conv_backward(grad, f, w, kmap, inv), dev_ops.sparse_conv_backward(grad, f, w, kmap)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    # output_mask: a gradient not asked for is not computed and comes back empty
+    for mask in ([True, False], [False, True], [False, False]):
+        got = dev_ops.sparse_conv_backward(grad, f, w, kmap, None, mask)
+        for want, full, part in zip(mask, a, got):
+            assert torch.equal(part, full) if want else part.shape == (0,)
     # no sites at all, and outputs without inputs
     coords = random_sites(1, (4, 4, 4), 0.4)[0].to(device)
     empty = torch.zeros(0, 4, dtype=torch.int32, device=device)
@@ -166,6 +171,7 @@ def test_gradcheck_and_opcheck():
     assert torch.autograd.gradcheck(lambda a, b: ops.sparse_conv(a, b, kmap), (fr, wr))
     torch.library.opcheck(ops.sparse_conv.default, (fr, wr, kmap))
     torch.library.opcheck(ops.sparse_conv_backward.default, (grad, f, w, kmap))
+    torch.library.opcheck(ops.sparse_conv_backward.default, (grad, f, w, kmap, None, [False, True]))
     coords = random_sites(1, (4, 4, 4), 0.4)[0].cuda()
     torch.library.opcheck(ops.sparse_kernel_map.default, (coords, coords, [3] * 3, [1] * 3, [1] * 3, [1] * 3, False))
     torch.library.opcheck(ops.sparse_out_coords.default, (coords, [2] * 3, [2] * 3, [0] * 3, [1] * 3, [4] * 3, False))

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastperc
 from fastperc import reference
@@ -104,6 +105,40 @@ def test_gradients_match_dense_autograd():
     torch.testing.assert_close(gw, ew, rtol=1e-10, atol=1e-12)
 
 
+class _RecordMasks(TorchDispatchMode):
+    """Records the output_mask of every sparse_conv_backward call made under it."""
+
+    def __init__(self):
+        super().__init__()
+        self.masks = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.fastperc.sparse_conv_backward.default:
+            self.masks.append(list(args[5]) if len(args) > 5 else kwargs.get("output_mask"))
+        return func(*args, **(kwargs or {}))
+
+
+def test_autograd_computes_only_the_gradients_asked_for():
+    x = random_sparse(channels=4)
+    w = torch.randn(27, 4, 5, dtype=torch.float64)
+    kmap = SF.kernel_map(x.coords, x.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+    g = torch.randn(len(x.coords), 5, dtype=torch.float64)
+    fr, wr = x.feats.clone().requires_grad_(True), w.clone().requires_grad_(True)
+    ref_f, ref_w = torch.autograd.grad(reference.sparse.conv(fr, wr, kmap), (fr, wr), g)
+    record = _RecordMasks()
+    wr = w.clone().requires_grad_(True)  # features frozen (a first layer): the weight gradient only
+    out = torch.ops.fastperc.sparse_conv(x.feats, wr, kmap)
+    with record:
+        (gw,) = torch.autograd.grad(out, wr, g)
+    torch.testing.assert_close(gw, ref_w, rtol=1e-10, atol=1e-12)
+    fr = x.feats.clone().requires_grad_(True)  # weights frozen: the feature gradient only
+    out = torch.ops.fastperc.sparse_conv(fr, w, kmap)
+    with record:
+        (gf,) = torch.autograd.grad(out, fr, g)
+    torch.testing.assert_close(gf, ref_f, rtol=1e-10, atol=1e-12)
+    assert record.masks == [[False, True], [True, False]]
+
+
 def test_gradcheck_and_opcheck():
     x = random_sparse(batch=1, shape=(4, 4, 4), channels=2, density=0.4)
     kmap = torch.ops.fastperc.sparse_kernel_map(x.coords, x.coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False)
@@ -123,6 +158,13 @@ def test_gradcheck_and_opcheck():
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     with pytest.raises(RuntimeError, match="inv_map must be"):
         torch.ops.fastperc.sparse_conv_backward(g, f.detach(), w.detach(), kmap, inv[:, :-1])
+    # output_mask: a gradient not asked for is not computed and comes back empty
+    for mask in ([True, False], [False, True], [False, False]):
+        args = (g, f.detach(), w.detach(), kmap, None, mask)
+        torch.library.opcheck(torch.ops.fastperc.sparse_conv_backward.default, args)
+        got = torch.ops.fastperc.sparse_conv_backward(*args)
+        for want, full, part in zip(mask, a, got):
+            assert torch.equal(part, full) if want else part.shape == (0,)
     torch.library.opcheck(torch.ops.fastperc.sparse_kernel_map.default,
                           (x.coords, x.coords, [3, 3, 3], [1, 1, 1], [1, 1, 1], [1, 1, 1], False))
     # data-dependent output size: the fake kernel allocates a dynamic size

@@ -11,6 +11,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <array>
 #include <optional>
 #include <tuple>
 #include <vector>
@@ -189,18 +190,26 @@ at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, co
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& grad_out, const at::Tensor& feats,
                                                              const at::Tensor& weight, const at::Tensor& kmap,
-                                                             const std::optional<at::Tensor>& inv_map) {
+                                                             const std::optional<at::Tensor>& inv_map,
+                                                             std::array<bool, 2> output_mask) {
   at::Tensor inv = check_sparse_conv_backward(grad_out, feats, weight, kmap, inv_map, /*half_types=*/false);
   check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
-  if (n_out == 0 || n_in == 0) return {at::zeros_like(f), at::zeros_like(w)};
-  // Both are written in full below (gather_gemm clears its output blocks; dW is stored per offset).
-  at::Tensor grad_feats = at::empty_like(f), grad_weight = at::empty_like(w);
+  // Only the gradients output_mask asks for; each is written in full below (gather_gemm writes every
+  // output row, weight_grad every dW entry), a left-out one comes back empty.
+  const bool want_feats = output_mask[0], want_weight = output_mask[1];
+  at::Tensor grad_feats = want_feats ? at::empty_like(f) : at::empty({0}, f.options());
+  at::Tensor grad_weight = want_weight ? at::empty_like(w) : at::empty({0}, w.options());
+  if (n_out == 0 || n_in == 0) {
+    if (want_feats) grad_feats.zero_();
+    if (want_weight) grad_weight.zero_();
+    return {grad_feats, grad_weight};
+  }
 
   // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
   // with the forward map; gather_gemm checks its entries (< N_out) as it lists them) or rebuilt here.
-  if (!inv.defined()) {
+  if (want_feats && !inv.defined()) {
     inv = at::full({volume, n_in}, -1, m.options());
     const int32_t* pm = m.const_data_ptr<int32_t>();
     int32_t* pi = inv.data_ptr<int32_t>();
@@ -212,12 +221,14 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   }
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
     using T = scalar_t;
-    const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
-    gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int32_t>(), volume, n_in,
-                   wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>());
-
-    weight_grad<T>(f.const_data_ptr<T>(), n_in, cin, g.const_data_ptr<T>(), cout, m.const_data_ptr<int32_t>(), volume,
-                   n_out, grad_weight.data_ptr<T>());
+    if (want_feats) {
+      const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
+      gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int32_t>(), volume, n_in,
+                     wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>());
+    }
+    if (want_weight)
+      weight_grad<T>(f.const_data_ptr<T>(), n_in, cin, g.const_data_ptr<T>(), cout, m.const_data_ptr<int32_t>(), volume,
+                     n_out, grad_weight.data_ptr<T>());
   });
   return {grad_feats, grad_weight};
 }

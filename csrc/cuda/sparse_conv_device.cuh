@@ -15,9 +15,10 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <ATen/ops/full.h>
-#include <ATen/ops/zeros_like.h>
+#include <ATen/ops/zero.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -226,23 +227,30 @@ at::Tensor forward(const Launch& launch, const at::Tensor& feats, const at::Tens
 }
 
 // The op sparse_conv_backward on the launcher's device (the caller checked the device): (grad_feats,
-// grad_weight); without inv_map the inverse map is built here.
+// grad_weight), each only where output_mask asks for it (else empty); without inv_map the inverse map
+// is built here when grad_feats is wanted.
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tensor& grad_out, const at::Tensor& feats,
                                             const at::Tensor& weight, const at::Tensor& kmap,
-                                            const std::optional<at::Tensor>& inv_map) {
+                                            const std::optional<at::Tensor>& inv_map, std::array<bool, 2> output_mask) {
   at::Tensor inv = check_sparse_conv_backward(grad_out, feats, weight, kmap, inv_map, /*half_types=*/true);
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
   check_map_rows(launch, m, n_in);
   if (inv.defined()) check_map_rows(launch, inv, n_out);
-  if (n_out == 0 || n_in == 0) return {at::zeros_like(f), at::zeros_like(w)};
-  if (!inv.defined()) {
+  const bool want_feats = output_mask[0], want_weight = output_mask[1];
+  at::Tensor grad_feats = want_feats ? at::empty_like(f) : at::empty({0}, f.options());
+  at::Tensor grad_weight = want_weight ? at::empty_like(w) : at::empty({0}, w.options());
+  if (n_out == 0 || n_in == 0) {
+    if (want_feats) grad_feats.zero_();
+    if (want_weight) grad_weight.zero_();
+    return {grad_feats, grad_weight};
+  }
+  if (want_feats && !inv.defined()) {
     inv = at::full({volume, n_in}, -1, m.options());
     launch(grid_for(volume * n_out), kThreads, scatter_inverse, m.const_data_ptr<int32_t>(), volume, n_out, n_in,
            inv.data_ptr<int32_t>());
   }
-  at::Tensor grad_feats = at::empty_like(f), grad_weight = at::empty_like(w);
   const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
   // Fixed splits of the pairs (from the sizes only, so the sums are the same on every run), fewer
   // when the float workspace would pass 256 MiB.
@@ -256,11 +264,12 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
   const int64_t row_tiles = (cin + kTile - 1) / kTile, col_tiles = (cout + kTile - 1) / kTile;
   TORCH_CHECK(row_tiles * col_tiles < (int64_t{1} << 31) && volume <= 65535,
               "fastperc: weight (", w.sizes(), ") beyond the CUDA grid limits");
-  at::Tensor partial = at::empty({splits, volume, cin, cout}, f.options().dtype(acc));
+  at::Tensor partial = at::empty({want_weight ? splits : 0, volume, cin, cout}, f.options().dtype(acc));
 
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, f.scalar_type(), "fastperc_sparse_conv_backward_cuda", [&] {
     using acc_t = acc_type_t<scalar_t>;
-    gather_gemm<scalar_t>(launch, g, inv, wt, grad_feats);
+    if (want_feats) gather_gemm<scalar_t>(launch, g, inv, wt, grad_feats);
+    if (!want_weight) return;
     launch(dim3(static_cast<unsigned>(row_tiles * col_tiles), static_cast<unsigned>(volume),
                 static_cast<unsigned>(splits)),
            kThreads, weight_grad_kernel<scalar_t, acc_t>, f.const_data_ptr<scalar_t>(), cin,

@@ -7,6 +7,7 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <array>
 #include <optional>
 #include <tuple>
 
@@ -25,10 +26,12 @@ at::Tensor sparse_conv_cuda(const at::Tensor& feats, const at::Tensor& weight, c
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cuda(const at::Tensor& grad_out, const at::Tensor& feats,
                                                               const at::Tensor& weight, const at::Tensor& kmap,
-                                                              const std::optional<at::Tensor>& inv_map) {
+                                                              const std::optional<at::Tensor>& inv_map,
+                                                              std::array<bool, 2> output_mask) {
   TORCH_CHECK(feats.is_cuda(), "fastperc: sparse_conv_backward_cuda got a tensor on ", feats.device());
   const c10::cuda::CUDAGuard guard(feats.device());
-  return sparse_conv::backward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_out, feats, weight, kmap, inv_map);
+  return sparse_conv::backward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_out, feats, weight, kmap, inv_map,
+                              output_mask);
 }
 
 }  // namespace

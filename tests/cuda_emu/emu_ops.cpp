@@ -68,8 +68,9 @@ at::Tensor sparse_conv(const at::Tensor& feats, const at::Tensor& weight, const 
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward(const at::Tensor& grad_out, const at::Tensor& feats,
                                                          const at::Tensor& weight, const at::Tensor& kmap,
-                                                         const std::optional<at::Tensor>& inv_map) {
-  return cuda::sparse_conv::backward(emu::Launch{}, grad_out, feats, weight, kmap, inv_map);
+                                                         const std::optional<at::Tensor>& inv_map,
+                                                         std::array<bool, 2> output_mask) {
+  return cuda::sparse_conv::backward(emu::Launch{}, grad_out, feats, weight, kmap, inv_map, output_mask);
 }
 
 }  // namespace
@@ -85,8 +86,8 @@ TORCH_LIBRARY(fastperc_emu, m) {
   m.def("sparse_out_coords(Tensor in_coords, int[] kernel_size, int[] stride, int[] padding, int[] dilation, "
         "int[] spatial_shape, bool transposed) -> Tensor");
   m.def("sparse_conv(Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) -> Tensor");
-  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) "
-        "-> (Tensor, Tensor)");
+  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None, "
+        "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(fastperc_emu, CPU, m) {
