@@ -25,6 +25,13 @@ namespace {
 
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
+// Starts loading a gathered row into the cache: rows are picked by the map, so the hardware
+// prefetcher cannot guess them. Issued when the pairs are listed, before the tiles that read them.
+template <typename T>
+void prefetch_row(const T* row, int64_t n) {
+  for (int64_t e = 0; e < n; e += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + e);
+}
+
 [[noreturn]] void bad_map_entry(int64_t value, int64_t n_rows) {
   TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
 }
@@ -71,25 +78,34 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
       std::fill(scratch.begin(), scratch.begin() + (je - jb) * coutp, T(0));
       for (int64_t k = 0; k < volume && bad[b] < 0; ++k) {
         const int32_t* mk = map + k * n_out;
-        int64_t np = 0;
-        for (int64_t j = jb; j < je; ++j) {
+        const T** a_end = a.data();
+        T** c_end = c.data();
+        T* scratch_row = scratch.data();
+        // Branch-free listing: most entries of a sparse map are -1 in no pattern a branch predictor
+        // could learn, so each entry is written and the end moves on only for a neighbour.
+        for (int64_t j = jb; j < je; ++j, scratch_row += coutp) {
           const int64_t i = mk[j];
-          if (i == -1) continue;
-          if (i < 0 || i >= n_rows) {
+          if (static_cast<uint64_t>(i + 1) > static_cast<uint64_t>(n_rows)) {  // neither -1 nor a row
             bad[b] = k * n_out + j;
             break;
           }
-          a[np] = rows + i * cin;
-          c[np++] = scratch.data() + (j - jb) * coutp;
+          *a_end = rows + std::max<int64_t>(i, 0) * cin;
+          *c_end = scratch_row;
+          a_end += i >= 0;
+          c_end += i >= 0;
         }
+        const int64_t np = a_end - a.data();
         if (np == 0 || bad[b] >= 0) continue;
+        for (int64_t q = 0; q < std::min<int64_t>(np, 2 * mr); ++q) prefetch_row(a[q], cin);
         for (int64_t q = np; q % mr != 0; ++q) {
           a[q] = a[0];
           c[q] = sink;
         }
         const T* wk = &wp[k * cin * coutp];
-        for (int64_t p0 = 0; p0 < np; p0 += mr)
+        for (int64_t p0 = 0; p0 < np; p0 += mr) {
+          for (int64_t q = p0 + 2 * mr; q < std::min<int64_t>(np, p0 + 3 * mr); ++q) prefetch_row(a[q], cin);
           for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(cin, &a[p0], wk + n0, coutp, &c[p0], n0);
+        }
       }
       for (int64_t j = jb; j < je; ++j)
         std::copy(&scratch[(j - jb) * coutp], &scratch[(j - jb) * coutp] + cout, out + j * cout);
@@ -104,11 +120,29 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
 // x and g rows in place; the partials of an offset are then added in block order. The blocks are
 // fixed, so the sums do not depend on the thread count. Items run block-major so that a static split
 // gives every thread all offsets (the centre offset of a submanifold map has the most pairs).
+// The pairs variant that pads dW (cin x cout) least; among equals, the one that copies the fewest
+// rows into padded ones (weight_grad), then the earliest.
+template <typename T>
+typename SparseTile<T>::Pairs pick_pairs_tile(const SparseTile<T>& tiles, int64_t n_in, int64_t cin, int64_t n_out,
+                                              int64_t cout) {
+  using Pairs = typename SparseTile<T>::Pairs;
+  const auto area = [&](const Pairs& t) { return round_up(cin, t.mr) * round_up(cout, t.nr); };
+  const auto copied = [&](const Pairs& t) {
+    return (cin % t.mr != 0 ? n_in * round_up(cin, t.mr) : 0) + (cout % t.nr != 0 ? n_out * round_up(cout, t.nr) : 0);
+  };
+  Pairs best = tiles.pairs[0];
+  for (int i = 1; i < tiles.n_pairs; ++i) {
+    const Pairs& t = tiles.pairs[i];
+    if (area(t) < area(best) || (area(t) == area(best) && copied(t) < copied(best))) best = t;
+  }
+  return best;
+}
+
 template <typename T>
 void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout, const int32_t* map,
                  int64_t volume, int64_t n_out, T* dw) {
-  const SparseTile<T> tiles = active_sparse_tile<T>();
-  const int mr = tiles.pair_mr, nr = tiles.pair_nr;
+  const typename SparseTile<T>::Pairs tile = pick_pairs_tile(active_sparse_tile<T>(), n_in, cin, n_out, cout);
+  const int mr = tile.mr, nr = tile.nr;
   const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr);
   // The tiles read whole tiles of columns from every row: rows of another width are copied once into
   // zero-padded ones.
@@ -134,20 +168,26 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
       const int32_t* mk = map + k * n_out;
       T* acc = &partial[item * slab];
-      int64_t np = 0;
-      auto flush = [&] {
+      const T** const a0 = a.data();
+      const T** const b0 = bg.data();
+      auto flush = [&](int64_t np) {
         for (int64_t c0 = 0; c0 < cinp; c0 += mr)
-          for (int64_t n0 = 0; n0 < coutp; n0 += nr) tiles.pairs(np, a.data(), c0, bg.data(), n0, acc + c0 * coutp + n0, coutp);
-        np = 0;
+          for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(np, a0, c0, b0, n0, acc + c0 * coutp + n0, coutp);
       };
-      for (int64_t j = jb; j < je; ++j) {
+      // Branch-free listing, as in gather_gemm: the end moves on only for a neighbour.
+      int64_t np = 0;
+      const T* g_row = gs + jb * coutp;
+      for (int64_t j = jb; j < je; ++j, g_row += coutp) {
         const int64_t i = mk[j];
-        if (i < 0) continue;
-        a[np] = xs + i * cinp;
-        bg[np] = gs + j * coutp;
-        if (++np == chunk) flush();
+        a0[np] = xs + std::max<int64_t>(i, 0) * cinp;
+        b0[np] = g_row;
+        np += i >= 0;
+        if (np == chunk) {
+          flush(np);
+          np = 0;
+        }
       }
-      if (np > 0) flush();
+      if (np > 0) flush(np);
     }
   });
   at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {

@@ -30,9 +30,14 @@ struct SparseTile {
   // Weight gradient over np pairs p (x row a[p], gradient row b[p]): for r < mr, j < nr:
   //   c[r * ldc + j] += sum_{p < np} a[p][a_off + r] * b[p][b_off + j]   (likewise).
   // Every a[p] must have a_off + mr values and every b[p] b_off + nr.
-  int pair_mr;
-  int pair_nr;
-  void (*pairs)(int64_t np, const T* const* a, int64_t a_off, const T* const* b, int64_t b_off, T* c, int64_t ldc);
+  struct Pairs {
+    int mr;
+    int nr;
+    void (*tile)(int64_t np, const T* const* a, int64_t a_off, const T* const* b, int64_t b_off, T* c, int64_t ldc);
+  };
+  // Variants by shape, preferred first; the driver picks the one that pads dW (cin x cout) least.
+  Pairs pairs[3];
+  int n_pairs;
 };
 
 SparseTile<float> sparse_tile_f32_avx512();

@@ -13,10 +13,10 @@ namespace {
 #include "cpu/isa/sparse_tile_body.inc"
 
 SparseTile<float> sparse_tile_f32_generic() {
-  return {{rows_variant<Scalar1<float>, 4, 8>()}, 1, 4, 8, &pairs_tile<Scalar1<float>, 4, 8>};
+  return {{rows_variant<Scalar1<float>, 4, 8>()}, 1, {pairs_variant<Scalar1<float>, 4, 8>()}, 1};
 }
 SparseTile<double> sparse_tile_f64_generic() {
-  return {{rows_variant<Scalar1<double>, 4, 8>()}, 1, 4, 8, &pairs_tile<Scalar1<double>, 4, 8>};
+  return {{rows_variant<Scalar1<double>, 4, 8>()}, 1, {pairs_variant<Scalar1<double>, 4, 8>()}, 1};
 }
 
 }  // namespace cpu
