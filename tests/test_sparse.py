@@ -9,6 +9,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastperc
 from fastperc import reference
+from fastperc.reference.sparse import coord_keys
 from fastperc.sparse import SparseTensor, functional as SF, nn as snn
 from conftest import cpu_isa, num_threads, rel_err, supported_isas
 
@@ -255,6 +256,14 @@ def test_edge_cases_and_errors():
         SparseTensor(torch.tensor([[32768, 1, 1, 1]], dtype=torch.int32), torch.zeros(1, 1))
     with pytest.raises(TypeError, match="int32"):
         SparseTensor(torch.zeros(1, 4, dtype=torch.int64), torch.zeros(1, 1))
+    # from_dense: the sites where the dense tensor is non-zero, checked against the key space too
+    back = SparseTensor.from_dense(x.to_dense())
+    order = torch.argsort(coord_keys(c))
+    assert torch.equal(back.coords, c[order]) and torch.equal(back.feats, x.feats[order])
+    deep = torch.zeros(32769, 1, 1, 1, 1)
+    deep[32768] = 1.0
+    with pytest.raises(ValueError, match=r"\[0, 32767\]"):
+        SparseTensor.from_dense(deep)
     with pytest.raises(ValueError, match=r"\(N, 4\)"):
         SparseTensor(torch.zeros(1, 3, dtype=torch.int32), torch.zeros(1, 1))
     with pytest.raises(ValueError, match="inside spatial_shape"):

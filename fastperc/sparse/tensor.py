@@ -37,7 +37,10 @@ class SparseTensor:
     """
 
     def __init__(self, coords, feats, stride: int = 1, spatial_shape=None, _cache=None, _check: bool = True):
-        coords = check_coords(coords)
+        # _check=False: the sites come from fastperc (an existing tensor's, an op's output, voxelize's),
+        # already checked; skipping the range and duplicate checks matters, as every BatchNorm and
+        # ReLU makes a new tensor on the same sites.
+        coords = check_coords(coords) if _check else coords
         feats = _validate.float_tensor(feats, "feats")
         if feats.dim() != 2 or feats.shape[0] != coords.shape[0]:
             raise ValueError(f"feats must be (N = {coords.shape[0]}, C), got shape {tuple(feats.shape)}")
@@ -91,7 +94,8 @@ class SparseTensor:
         mask = (dense != 0).any(1) if mask is None else mask
         idx = torch.nonzero(mask)
         feats = dense.permute(0, 2, 3, 4, 1)[mask]
-        return SparseTensor(idx.to(torch.int32), feats, spatial_shape=tuple(dense.shape[2:]), _check=False)
+        # nonzero gives unique sites; the batch index may still pass the key space.
+        return SparseTensor(check_coords(idx.to(torch.int32)), feats, spatial_shape=tuple(dense.shape[2:]), _check=False)
 
     def __repr__(self):
         return (f"SparseTensor(sites={len(self.coords)}, channels={self.feats.shape[1]}, stride={self.stride}, "
