@@ -5,7 +5,9 @@ on a crop of the grid, fastperc vs dense conv3d over the whole crop.
 Modes: "map" builds the kernel map only (spconv: spconv.pytorch.ops.get_indice_pairs, what its forward
 calls for a new tensor); "fwd" runs the convolution on a prebuilt map (spconv: its cached indices);
 "fwd+bwd" adds the backward to features and weights. err: max |out - float64 reference| /
-max |reference| (forward output, or the feature gradient).
+max |reference| (forward output, or the feature gradient). GFLOP/s counts the useful work for every
+implementation: 2 * pairs * C_in * C_out flop forward, three times that forward+backward (the feature
+and weight gradients are one such product each); %peak divides it by a square torch.mm in the same run.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 import torch
 
 from fastperc import reference
-from fastperc.bench import time_ms
+from fastperc.bench import gemm_peak_gflops, time_ms
 from fastperc.sparse import functional as SF, voxelize
 
 DEFAULT_SCAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
@@ -55,6 +57,7 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
     """Every row on `device` with features in `dtype`; errors against a float64 CPU reference of the
     same float32 data."""
     points, source = load_points(scan)
+    peak = gemm_peak_gflops(device, dtype)
     rows = []
     spc = _spconv()
     workloads = QUICK_WORKLOADS if quick else WORKLOADS
@@ -67,6 +70,7 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
         grad = torch.randn(n, channels, generator=g)
         shape = f"{int(voxel * 100)}cm C={channels} ({n // 1000}k)"
         kmap_cpu = SF.kernel_map(base_cpu.coords, base_cpu.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+        first = len(rows)
         truth_fwd = reference.sparse.conv(feats.double(), weight.double(), kmap_cpu)
         f64 = feats.double().requires_grad_(True)
         (truth_grad,) = torch.autograd.grad((reference.sparse.conv(f64, weight.double(), kmap_cpu) * grad.double()).sum(), f64)
@@ -101,6 +105,7 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
             except Exception as exc:  # e.g. a CPU-only spconv build given CUDA tensors: say so, keep the rest
                 rows.append(dict(op="subm", mode="fwd", shape=shape, impl="spconv", ms=float("nan"),
                                  msites_s=float("nan"), err=None, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}"))
+        _set_work(rows[first:], kmap_cpu, channels)
         if channels == max(c for v, c in workloads if v == voxel):
             rows.extend(_crop_rows(base_cpu, voxel, channels, CROP if not quick else QUICK_CROP, min_time, device, dtype))
     for mode in ("map", "fwd", "fwd+bwd"):
@@ -109,8 +114,20 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
             fast = next((r["ms"] for r in group if r["impl"] == "fastperc"), None)
             for r in group:
                 r["fastperc_speedup"] = r["ms"] / fast if fast else float("nan")
+    for r in rows:
+        if r.get("gflop") and r["ms"] == r["ms"]:  # not for map rows or failed ones (nan)
+            r["gflops"] = r["gflop"] / r["ms"] * 1e3
+            r["peak_pct"] = 100 * r["gflops"] / peak
     return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None,
-            "device": device, "dtype": str(dtype).replace("torch.", "")}
+            "device": device, "dtype": str(dtype).replace("torch.", ""), "gemm_peak_gflops": peak}
+
+
+def _set_work(rows, kmap, channels):
+    """The useful flop of each convolution row (see the module docstring)."""
+    forward = 2 * int((kmap >= 0).sum()) * channels * channels / 1e9
+    for r in rows:
+        if r["mode"] != "map":
+            r["gflop"] = forward * (1 if r["mode"] == "fwd" else 3)
 
 
 def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.float32):
@@ -162,6 +179,7 @@ def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.f
     for impl, fn, w in (("fastperc", sparse_fwd, weight), ("dense conv3d", dense_fwd, dense_w)):
         rows.append(_row("fwd", shape, impl, n, lambda fn=fn, w=w: fn(feats, w), truth_fwd, None, min_time))
         rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(fn, w), truth_grad, None, min_time))
+    _set_work(rows, kmap, channels)
     return rows
 
 
@@ -224,12 +242,16 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
 
 def format_table(result: dict) -> str:
     lines = [f"submanifold 3x3x3 conv on {result.get('device', 'cpu')} ({result.get('dtype', 'float32')}), "
-             f"scan: {result['source']}, threads={result['threads']}"
+             f"scan: {result['source']}, threads={result['threads']}, "
+             f"GEMM peak (torch.mm)={result['gemm_peak_gflops']:.0f} GFLOP/s"
              + ("" if result["spconv"] else " (spconv not installed: pip install spconv)")]
-    cols = f"{'mode':<9}{'workload':<38}{'impl':<14}{'ms':>10}{'Msites/s':>10}{'fastperc speedup':>18}{'err':>10}"
+    cols = (f"{'mode':<9}{'workload':<38}{'impl':<14}{'ms':>10}{'Msites/s':>10}{'GFLOP/s':>9}{'%peak':>7}"
+            f"{'fastperc speedup':>18}{'err':>10}")
     lines += [cols, "-" * len(cols)]
     for r in sorted(result["rows"], key=lambda r: (r["shape"], ("map", "fwd", "fwd+bwd").index(r["mode"]))):
         err = f"{r['err']:.1e}" if r["err"] is not None else "-"
-        lines.append(f"{r['mode']:<9}{r['shape']:<38}{r['impl']:<14}{r['ms']:>10.2f}{r['msites_s']:>10.2f}"
+        rate = f"{r['gflops']:.0f}" if "gflops" in r else "-"
+        pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
+        lines.append(f"{r['mode']:<9}{r['shape']:<38}{r['impl']:<14}{r['ms']:>10.2f}{r['msites_s']:>10.2f}{rate:>9}{pct:>7}"
                      f"{r['fastperc_speedup']:>17.2f}x{err:>10}" + (f"  {r['note']}" if r.get("note") else ""))
     return "\n".join(lines)

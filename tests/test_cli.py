@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -119,6 +120,12 @@ def test_bench_quick_subm_with_dense_crop(tmp_path):
     crop = [r for r in rows if "crop" in r["shape"]]
     assert {(r["mode"], r["impl"]) for r in crop} == {(m, i) for m in ("fwd", "fwd+bwd")
                                                        for i in ("fastperc", "dense conv3d")}
+    # GEMM efficiency: useful flop / time for the convolution rows, none for map rows
+    for r in rows:
+        assert ("gflops" in r) == (r["mode"] != "map" and r["ms"] == r["ms"]), r
+        if "gflops" in r:
+            assert r["gflops"] > 0 and r["peak_pct"] == pytest.approx(100 * r["gflops"] / json.loads(
+                path.read_text())["gemm_peak_gflops"])
 
 
 def test_bench_offers_fused_ssim_only_where_it_runs(monkeypatch):
