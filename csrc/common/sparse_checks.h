@@ -1,8 +1,13 @@
 #pragma once
 // Checks and key packing of the sparse convolution ops, shared by every device.
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zero.h>
 
+#include <array>
 #include <optional>
+#include <tuple>
 #include <vector>
 
 #include "common/checks.h"
@@ -112,6 +117,20 @@ inline std::vector<int64_t> check_output_grid(const SparseConvGeometry& g, const
     TORCH_CHECK(out[a] > 0 && out[a] <= kSparseKeyLimit, "fastperc: the output grid ", out, " of spatial_shape ",
                 shape, " is empty or beyond 65536");
   return out;
+}
+
+// The gradients sparse_conv_backward returns, (grad_feats, grad_weight): allocated where output_mask
+// asks for them (the kernels write every entry), empty ((0,)) where it does not, zero-filled when
+// there are no sites on one side (no pair to write them).
+inline std::tuple<at::Tensor, at::Tensor> sparse_backward_outputs(const at::Tensor& feats, const at::Tensor& weight,
+                                                                  std::array<bool, 2> output_mask, bool no_pairs) {
+  at::Tensor grad_feats = output_mask[0] ? at::empty_like(feats) : at::empty({0}, feats.options());
+  at::Tensor grad_weight = output_mask[1] ? at::empty_like(weight) : at::empty({0}, weight.options());
+  if (no_pairs) {
+    if (output_mask[0]) grad_feats.zero_();
+    if (output_mask[1]) grad_weight.zero_();
+  }
+  return {grad_feats, grad_weight};
 }
 
 }  // namespace fastperc

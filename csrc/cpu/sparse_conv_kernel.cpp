@@ -26,7 +26,7 @@ namespace {
 int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 
 // Starts loading a gathered row into the cache: rows are picked by the map, so the hardware
-// prefetcher cannot guess them. Issued when the pairs are listed, before the tiles that read them.
+// prefetcher cannot guess them. gather_gemm issues it two tiles before the tile that reads the row.
 template <typename T>
 void prefetch_row(const T* row, int64_t n) {
   for (int64_t e = 0; e < n; e += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + e);
@@ -115,11 +115,6 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
     if (bad[b] >= 0) bad_map_entry(map[bad[b]], n_rows);
 }
 
-// dW[k] (cin x cout) = sum over the pairs (i, j) of offset k of x[i]^T g[j]. Work items are (block of
-// outputs, offset), each summing its pairs into its own partial dW through the pair tiles, which read
-// x and g rows in place; the partials of an offset are then added in block order. The blocks are
-// fixed, so the sums do not depend on the thread count. Items run block-major so that a static split
-// gives every thread all offsets (the centre offset of a submanifold map has the most pairs).
 // The pairs variant that pads dW (cin x cout) least; among equals, the one that copies the fewest
 // rows into padded ones (weight_grad), then the earliest.
 template <typename T>
@@ -138,6 +133,11 @@ typename SparseTile<T>::Pairs pick_pairs_tile(const SparseTile<T>& tiles, int64_
   return best;
 }
 
+// dW[k] (cin x cout) = sum over the pairs (i, j) of offset k of x[i]^T g[j]. Work items are (block of
+// outputs, offset), each summing its pairs into its own partial dW through the pair tiles, which read
+// x and g rows in place; the partials of an offset are then added in block order. The blocks are
+// fixed, so the sums do not depend on the thread count. Items run block-major so that a static split
+// gives every thread all offsets (the centre offset of a submanifold map has the most pairs).
 template <typename T>
 void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout, const int32_t* map,
                  int64_t volume, int64_t n_out, T* dw) {
@@ -236,16 +236,12 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
-  // Only the gradients output_mask asks for; each is written in full below (gather_gemm writes every
-  // output row, weight_grad every dW entry), a left-out one comes back empty.
+  // Only the gradients output_mask asks for (gather_gemm writes every output row, weight_grad every
+  // dW entry).
   const bool want_feats = output_mask[0], want_weight = output_mask[1];
-  at::Tensor grad_feats = want_feats ? at::empty_like(f) : at::empty({0}, f.options());
-  at::Tensor grad_weight = want_weight ? at::empty_like(w) : at::empty({0}, w.options());
-  if (n_out == 0 || n_in == 0) {
-    if (want_feats) grad_feats.zero_();
-    if (want_weight) grad_weight.zero_();
-    return {grad_feats, grad_weight};
-  }
+  at::Tensor grad_feats, grad_weight;  // (not structured bindings: the dispatch lambda captures them)
+  std::tie(grad_feats, grad_weight) = sparse_backward_outputs(f, w, output_mask, n_out == 0 || n_in == 0);
+  if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
 
   // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
   // with the forward map; gather_gemm checks its entries (< N_out) as it lists them) or rebuilt here.

@@ -239,13 +239,9 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
   check_map_rows(launch, m, n_in);
   if (inv.defined()) check_map_rows(launch, inv, n_out);
   const bool want_feats = output_mask[0], want_weight = output_mask[1];
-  at::Tensor grad_feats = want_feats ? at::empty_like(f) : at::empty({0}, f.options());
-  at::Tensor grad_weight = want_weight ? at::empty_like(w) : at::empty({0}, w.options());
-  if (n_out == 0 || n_in == 0) {
-    if (want_feats) grad_feats.zero_();
-    if (want_weight) grad_weight.zero_();
-    return {grad_feats, grad_weight};
-  }
+  at::Tensor grad_feats, grad_weight;  // (not structured bindings: the dispatch lambda captures them)
+  std::tie(grad_feats, grad_weight) = sparse_backward_outputs(f, w, output_mask, n_out == 0 || n_in == 0);
+  if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
   if (want_feats && !inv.defined()) {
     inv = at::full({volume, n_in}, -1, m.options());
     launch(grid_for(volume * n_out), kThreads, scatter_inverse, m.const_data_ptr<int32_t>(), volume, n_out, n_in,
