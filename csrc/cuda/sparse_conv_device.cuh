@@ -45,6 +45,26 @@ template <typename T>
 using acc_type_t = std::conditional_t<std::is_same_v<T, double>, double, float>;
 
 // out[j] = sum_k rows[map[k, j]] @ w[k]: rows (n_rows, cin), w (K, cin, cout) contiguous, out (n_out, cout).
+// acc[i][j] += sum over the slice of a_tile[d][ty + 16 i] * b_tile[d][tx + 16 j]: one thread's 4 x 4
+// outputs of a 64 x 64 tile from one kDepth-deep slice in shared memory (both GEMM kernels below).
+template <typename acc_t>
+__device__ __forceinline__ void multiply_slice(const acc_t (&a_tile)[kDepth][kTile + 1],
+                                               const acc_t (&b_tile)[kDepth][kTile + 1], int tx, int ty,
+                                               acc_t (&acc)[kPerThread][kPerThread]) {
+#pragma unroll
+  for (int d = 0; d < kDepth; ++d) {
+    acc_t a[kPerThread], b[kPerThread];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) a[i] = a_tile[d][ty + 16 * i];
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) b[j] = b_tile[d][tx + 16 * j];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i)
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) acc[i][j] += a[i] * b[j];
+  }
+}
+
 template <typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
     gather_gemm_kernel(const scalar_t* __restrict__ rows, int64_t cin, const int32_t* __restrict__ map,
@@ -75,18 +95,7 @@ __global__ void __launch_bounds__(kThreads)
         b_tile[cw][n] = c0 + cw < cin && n0 + n < cout ? static_cast<acc_t>(wk[(c0 + cw) * cout + n0 + n]) : acc_t(0);
       }
       __syncthreads();
-#pragma unroll
-      for (int kk = 0; kk < kDepth; ++kk) {
-        acc_t a[kPerThread], b[kPerThread];
-#pragma unroll
-        for (int i = 0; i < kPerThread; ++i) a[i] = a_tile[kk][ty + 16 * i];
-#pragma unroll
-        for (int j = 0; j < kPerThread; ++j) b[j] = b_tile[kk][tx + 16 * j];
-#pragma unroll
-        for (int i = 0; i < kPerThread; ++i)
-#pragma unroll
-          for (int j = 0; j < kPerThread; ++j) acc[i][j] += a[i] * b[j];
-      }
+      multiply_slice(a_tile, b_tile, tx, ty, acc);
       __syncthreads();
     }
   }
@@ -129,18 +138,7 @@ __global__ void __launch_bounds__(kThreads)
       b_tile[p][col] = row >= 0 && n0 + col < cout ? static_cast<acc_t>(g[(jb + p) * cout + n0 + col]) : acc_t(0);
     }
     __syncthreads();
-#pragma unroll
-    for (int p = 0; p < kDepth; ++p) {
-      acc_t a[kPerThread], b[kPerThread];
-#pragma unroll
-      for (int i = 0; i < kPerThread; ++i) a[i] = a_tile[p][ty + 16 * i];
-#pragma unroll
-      for (int j = 0; j < kPerThread; ++j) b[j] = b_tile[p][tx + 16 * j];
-#pragma unroll
-      for (int i = 0; i < kPerThread; ++i)
-#pragma unroll
-        for (int j = 0; j < kPerThread; ++j) acc[i][j] += a[i] * b[j];
-    }
+    multiply_slice(a_tile, b_tile, tx, ty, acc);
     __syncthreads();
   }
   acc_t* out = partial + (split * volume + k) * cin * cout;
