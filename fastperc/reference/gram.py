@@ -1,4 +1,4 @@
-"""Reference Gram ops, same signatures and semantics as torch.ops.fastperc.* (see csrc/ops.cpp)."""
+"""Reference Gram ops, same signatures and semantics as torch.ops.fastperc.* (see csrc/op_schemas.h)."""
 from __future__ import annotations
 
 import torch

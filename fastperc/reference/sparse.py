@@ -1,6 +1,6 @@
 """Reference sparse convolution: sort + searchsorted kernel maps, per-offset matmul + index_add.
 
-Same semantics as the compiled ops (csrc/ops.cpp): coordinates int32 (N, 4) = (batch, x, y, z);
+Same semantics as the compiled ops (csrc/op_schemas.h): coordinates int32 (N, 4) = (batch, x, y, z);
 kernel offset k = (kx * K + ky) * K + kz; a convolution with stride s, padding p, dilation d reads,
 for output site o and offset k, the input site o * s - p + k * d (transposed: o = i * s - p + k * d).
 """
@@ -78,7 +78,7 @@ def conv(feats: torch.Tensor, weight: torch.Tensor, kmap: torch.Tensor) -> torch
 
 
 def out_coords(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed=False):
-    """Sorted unique output sites reached by the input sites (see csrc/ops.cpp sparse_out_coords)."""
+    """Sorted unique output sites reached by the input sites (see csrc/op_schemas.h sparse_out_coords)."""
     from fastperc.sparse.functional import output_grid
 
     grid = torch.tensor(output_grid(spatial_shape, kernel_size, stride, padding, dilation, transposed),

@@ -1,4 +1,4 @@
-"""Reference SSIM ops, same signatures and semantics as torch.ops.fastperc.ssim / ssim_map (csrc/ops.cpp).
+"""Reference SSIM ops, same signatures and semantics as torch.ops.fastperc.ssim / ssim_map (csrc/op_schemas.h).
 
 Plain torch: pad, filter x, y, x^2, y^2, xy separably with the 1-D window, form the map per pixel.
 """

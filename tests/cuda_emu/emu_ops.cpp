@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "emulate.h"
+#include "op_schemas.h"
 // The kernel headers come after the emulator's macros. Batch items and planes beyond 2 are launched in
 // chunks here (65535 on a GPU), so the tests run the chunk loops.
 #define FASTPERC_GRID_CHUNK 2
@@ -77,17 +78,15 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward(const at::Tensor& grad_o
 
 TORCH_LIBRARY(fastperc_emu, m) {
   m.def("gram(Tensor x, float scale, int sms) -> Tensor");
-  m.def("ssim(Tensor x, Tensor y, Tensor window, float c1, float c2, int padding) -> (Tensor, Tensor, Tensor)");
-  m.def("ssim_map(Tensor x, Tensor y, Tensor window, float c1, float c2, int padding) -> Tensor");
-  m.def("ssim_backward(Tensor grad_ssim, Tensor? grad_cs, Tensor? grad_l1, Tensor x, Tensor y, Tensor window, "
-        "float c1, float c2, int padding, bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
-  m.def("sparse_kernel_map(Tensor in_coords, Tensor out_coords, int[] kernel_size, int[] stride, int[] padding, "
-        "int[] dilation, bool transposed) -> Tensor");
-  m.def("sparse_out_coords(Tensor in_coords, int[] kernel_size, int[] stride, int[] padding, int[] dilation, "
-        "int[] spatial_shape, bool transposed) -> Tensor");
-  m.def("sparse_conv(Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None) -> Tensor");
-  m.def("sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None, "
-        "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)");
+  // The ops' own schemas, except gram's extra sms (the SM count its split-K choice assumes).
+  using namespace fastperc::schema;
+  m.def(kSsimSchema);
+  m.def(kSsimMapSchema);
+  m.def(kSsimBackwardSchema);
+  m.def(kSparseKernelMapSchema);
+  m.def(kSparseOutCoordsSchema);
+  m.def(kSparseConvSchema);
+  m.def(kSparseConvBackwardSchema);
 }
 
 TORCH_LIBRARY_IMPL(fastperc_emu, CPU, m) {
