@@ -36,6 +36,16 @@ void prefetch_row(const T* row, int64_t n) {
   TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
 }
 
+// n rows of `width` values as rows of padded_width (zeros after each row): src itself when the widths
+// agree, else a copy in `store`.
+template <typename T>
+const T* padded_rows(const T* src, int64_t n, int64_t width, int64_t padded_width, std::vector<T>& store) {
+  if (width == padded_width) return src;
+  store.assign(static_cast<size_t>(n * padded_width), T(0));
+  for (int64_t i = 0; i < n; ++i) std::copy(src + i * width, src + (i + 1) * width, &store[i * padded_width]);
+  return store.data();
+}
+
 // The rows variant that pads the output columns least (the widest among equals).
 template <typename T>
 typename SparseTile<T>::Rows pick_rows_tile(const SparseTile<T>& tiles, int64_t cout) {
@@ -60,10 +70,8 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
   const int mr = tile.mr, nr = tile.nr;
   const int64_t coutp = round_up(cout, nr);
   // Weights padded to whole tiles of columns so every tile reads in bounds.
-  std::vector<T> wp(static_cast<size_t>(volume * cin * coutp), T(0));
-  for (int64_t k = 0; k < volume; ++k)
-    for (int64_t c = 0; c < cin; ++c)
-      std::copy(w + (k * cin + c) * cout, w + (k * cin + c + 1) * cout, &wp[(k * cin + c) * coutp]);
+  std::vector<T> w_store;
+  const T* wp = padded_rows(w, volume * cin, cout, coutp, w_store);
   const int64_t block = std::max<int64_t>(mr, int64_t{256} * 1024 / (static_cast<int64_t>(sizeof(T)) * coutp));
   const int64_t n_blocks = (n_out + block - 1) / block;
   std::vector<int64_t> bad(static_cast<size_t>(n_blocks), -1);  // flat index of a block's first bad entry
@@ -101,7 +109,7 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
           a[q] = a[0];
           c[q] = sink;
         }
-        const T* wk = &wp[k * cin * coutp];
+        const T* wk = wp + k * cin * coutp;
         for (int64_t p0 = 0; p0 < np; p0 += mr) {
           for (int64_t q = p0 + 2 * mr; q < std::min<int64_t>(np, p0 + 3 * mr); ++q) prefetch_row(a[q], cin);
           for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(cin, &a[p0], wk + n0, coutp, &c[p0], n0);
@@ -144,17 +152,10 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
   const typename SparseTile<T>::Pairs tile = pick_pairs_tile(active_sparse_tile<T>(), n_in, cin, n_out, cout);
   const int mr = tile.mr, nr = tile.nr;
   const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr);
-  // The tiles read whole tiles of columns from every row: rows of another width are copied once into
-  // zero-padded ones.
-  const auto padded = [](const T* src, int64_t n, int64_t width, int64_t padded_width, std::vector<T>& store) {
-    if (width == padded_width) return src;
-    store.assign(static_cast<size_t>(n * padded_width), T(0));
-    for (int64_t i = 0; i < n; ++i) std::copy(src + i * width, src + (i + 1) * width, &store[i * padded_width]);
-    return static_cast<const T*>(store.data());
-  };
+  // The tiles read whole tiles of columns from every row.
   std::vector<T> x_store, g_store;
-  const T* xs = padded(x, n_in, cin, cinp, x_store);
-  const T* gs = padded(g, n_out, cout, coutp, g_store);
+  const T* xs = padded_rows(x, n_in, cin, cinp, x_store);
+  const T* gs = padded_rows(g, n_out, cout, coutp, g_store);
   // Blocks of at least 16384 outputs, fewer where the partials would pass 16 MiB (wide channels).
   const int64_t slab = cinp * coutp, chunk = 256;
   const int64_t max_blocks = std::max<int64_t>(1, (int64_t{16} << 20) / (volume * slab * static_cast<int64_t>(sizeof(T))));
