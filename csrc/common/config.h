@@ -8,3 +8,9 @@
 #else
 #define FP_HD static inline
 #endif
+// Member functions of the small structs passed to kernels by value (strides, sizes).
+#if defined(__CUDACC__)
+#define FP_HD_MEMBER __host__ __device__ __forceinline__
+#else
+#define FP_HD_MEMBER inline
+#endif

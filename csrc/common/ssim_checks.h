@@ -25,6 +25,23 @@ struct SsimGeometry {
   int64_t image_size() const { return D * H * W; }
 };
 
+// Element strides of one tensor of an SSIM op: batch, channel, depth (0 for 2D), height, width. Every
+// tensor an SSIM kernel reads (x, y, per-pixel gradients) is addressed through its own strides: x and
+// y routinely differ in layout (an HWC image permuted to CHW beside a contiguous render, channels_last,
+// expanded or sliced views), and reading one with the other's strides is a silently wrong loss.
+struct SsimStrides {
+  int64_t b, c, d, h, w;
+  FP_HD_MEMBER int64_t plane(int64_t bi, int64_t ci) const { return bi * b + ci * c; }
+  FP_HD_MEMBER int64_t at(int64_t bi, int64_t ci, int64_t di, int64_t hi, int64_t wi) const {
+    return bi * b + ci * c + di * d + hi * h + wi * w;
+  }
+};
+
+inline SsimStrides ssim_strides_of(const at::Tensor& t) {
+  if (t.dim() == 5) return {t.stride(0), t.stride(1), t.stride(2), t.stride(3), t.stride(4)};
+  return {t.stride(0), t.stride(1), 0, t.stride(2), t.stride(3)};
+}
+
 inline SsimGeometry check_ssim_inputs(const at::Tensor& x, const at::Tensor& y, const at::Tensor& window, double c1,
                                       double c2, int64_t padding) {
   TORCH_CHECK(x.defined() && y.defined() && window.defined(), "fastperc: ssim got an undefined tensor");
@@ -72,6 +89,8 @@ inline SsimGeometry check_ssim_inputs(const at::Tensor& x, const at::Tensor& y, 
   g.Do = g.Dp - g.kd + 1;
   g.Ho = g.Hp - g.k + 1;
   g.Wo = g.Wp - g.k + 1;
+  // The padded planes are the largest buffers a kernel may size (the backward's padded gradients).
+  checked_size_product({g.B, g.C, g.Dp, g.Hp, g.Wp}, "the padded input");
   return g;
 }
 

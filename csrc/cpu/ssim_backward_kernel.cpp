@@ -35,21 +35,15 @@ namespace {
 template <typename T>
 struct Weights {
   const T* data = nullptr;
-  int64_t sb = 0, sc = 0, sd = 0, sh = 0, sw = 0;
+  SsimStrides st{};
   explicit Weights(const at::Tensor& t) {
     if (!t.defined()) return;
     data = t.const_data_ptr<T>();
-    sb = t.stride(0);
-    sc = t.stride(1);
-    sd = t.dim() == 5 ? t.stride(2) : 0;
-    sh = t.stride(-2);
-    sw = t.stride(-1);
+    st = ssim_strides_of(t);
   }
-  T at(int64_t b, int64_t c, int64_t d, int64_t h, int64_t w) const {
-    return data[b * sb + c * sc + d * sd + h * sh + w * sw];
-  }
+  T at(int64_t b, int64_t c, int64_t d, int64_t h, int64_t w) const { return data[st.at(b, c, d, h, w)]; }
   // The mean reductions pass (B, C) values expanded over the map: one value per plane.
-  bool per_plane() const { return sd == 0 && sh == 0 && sw == 0; }
+  bool per_plane() const { return st.d == 0 && st.h == 0 && st.w == 0; }
 };
 
 // Fills the upstream weights of the outputs [od0, od0 + od) x ... of one plane, zero outside the map.
@@ -84,11 +78,12 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
                                                        bool need_y) {
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g, /*backward=*/true);
+  check_ssim_tile_size(g, tile, 2);
   const int64_t tiles = ssim_tile_count(tile, g.Dp, g.Hp, g.Wp);
   const T* w_data = window.const_data_ptr<T>();
   const std::vector<T> w_flip(std::make_reverse_iterator(w_data + g.k), std::make_reverse_iterator(w_data));
   const std::vector<T> w(w_data, w_data + g.k);
-  const std::vector<int64_t> st = ssim_plane_strides(x);
+  const SsimStrides sx = ssim_strides_of(x), sy = ssim_strides_of(y);
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
   const scalar_t* y_data = y.const_data_ptr<scalar_t>();
   const Weights<T> gs(grad_ssim), gc(grad_cs), gl(grad_l1);
@@ -122,8 +117,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       wgs.resize(no);
       dmom.resize(5 * no);
       adj.resize(5 * nt);
-      const int64_t base = b * x.stride(0) + c * x.stride(1);
-      ssim_pack(x_data + base, y_data + base, st, g, od0, id, oh0, ih, ow0, iw, xs.data(), ys.data(), cols);
+      ssim_pack(x_data, sx, y_data, sy, b, c, g, od0, id, oh0, ih, ow0, iw, xs.data(), ys.data(), cols);
       isa.moments(xs.data(), ys.data(), id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
                   scratch.data(), moments.data());
       // Upstream weights of the outputs; zero for the halo outside the SSIM map.
@@ -182,8 +176,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int64_t b = plane / g.C, c = plane % g.C;
       const int nsd = ssim_fold_sources(d, g.D, g.rd, g.mode, sd);
       const int nsh = ssim_fold_sources(h, g.H, g.r, g.mode, sh);
-      const scalar_t* xr = x_data + b * x.stride(0) + c * x.stride(1) + d * st[0] + h * st[1];
-      const scalar_t* yr = y_data + b * y.stride(0) + c * y.stride(1) + d * st[0] + h * st[1];
+      const scalar_t* xr = x_data + sx.at(b, c, d, h, 0);
+      const scalar_t* yr = y_data + sy.at(b, c, d, h, 0);
       // Columns with a single padded source (all of them but reflect's mirrored borders) take a plain
       // loop; the others gather their mirror images too.
       const int64_t single_lo = g.mode == kSsimReflect ? std::min(g.W, g.r + 1) : 0;
@@ -198,7 +192,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
               if (py != nullptr) ay += py[p];
             }
         if (gl.data != nullptr) {
-          const T diff = static_cast<T>(xr[wq * st[2]]) - static_cast<T>(yr[wq * st[2]]);
+          const T diff = static_cast<T>(xr[wq * sx.w]) - static_cast<T>(yr[wq * sy.w]);
           const T s = (diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0))) * gl.at(b, c, d, h, wq);
           ax += s;
           ay -= s;
@@ -213,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
           // The |x - y| term of the L1 + SSIM loss, sign(x - y) * gl, with gl one value per plane.
           const T l1 = plane_l1 ? gl.at(b, c, 0, 0, 0) : T(0);
           auto l1_term = [&](int64_t q) {
-            const T diff = static_cast<T>(xr[q * st[2]]) - static_cast<T>(yr[q * st[2]]);
+            const T diff = static_cast<T>(xr[q * sx.w]) - static_cast<T>(yr[q * sy.w]);
             return diff > T(0) ? l1 : (diff < T(0) ? -l1 : T(0));
           };
           if (gx != nullptr) {

@@ -24,6 +24,17 @@ inline SsimTiling ssim_tiling(const SsimGeometry& g, bool backward = false) {
   return SsimTiling{1, 64, 256};
 }
 
+// A work item's buffers hold its tile plus `halos` window halos per axis (1 in the forward, 2 in the
+// backward) times a dozen planes. A window so wide that one tile passes 2^24 elements (64 MiB per
+// float plane) is refused here, before any thread allocates, rather than failing in a worker.
+inline void check_ssim_tile_size(const SsimGeometry& g, const SsimTiling& t, int64_t halos) {
+  const int64_t n = checked_size_product({std::min(t.td, g.Dp) + halos * (g.kd - 1),
+                                          std::min(t.th, g.Hp) + halos * (g.k - 1),
+                                          std::min(t.tw, g.Wp) + halos * (g.k - 1)}, "an SSIM tile");
+  TORCH_CHECK(n <= (int64_t{1} << 24), "fastperc: a window of ", g.k, " taps is too wide for the CPU SSIM kernel (",
+              n, " elements per tile; at most 2^24)");
+}
+
 // Tile t of a D x H x W grid cut into tiles of `tiling`: its origin and extent along each axis.
 struct SsimTileBox {
   int64_t d0, h0, w0, nd, nh, nw;
@@ -43,19 +54,30 @@ inline SsimTileBox ssim_tile_box(const SsimTiling& tiling, int64_t D, int64_t H,
   return b;
 }
 
-// Element strides of one image plane of x: (D, H, W), with D = 0 for 2D.
-inline std::vector<int64_t> ssim_plane_strides(const at::Tensor& x) {
-  if (x.dim() == 5) return {x.stride(2), x.stride(3), x.stride(4)};
-  return {0, x.stride(2), x.stride(3)};
+// One row of one tensor into a contiguous buffer: columns [lo, hi) are consecutive input columns
+// (a plain, vectorisable loop), the others read cols[j] (an input column, or -1 for a zero).
+template <typename scalar_t, typename T>
+void ssim_pack_row(const scalar_t* row, int64_t sw, const int64_t* cols, int64_t lo, int64_t hi, int64_t nw, T* dst) {
+  auto gathered = [&](int64_t j) { return cols[j] < 0 ? T(0) : static_cast<T>(row[cols[j] * sw]); };
+  for (int64_t j = 0; j < lo; ++j) dst[j] = gathered(j);
+  if (lo < hi) {
+    const scalar_t* src = row + cols[lo] * sw;
+    if (sw == 1) {
+      for (int64_t j = 0; j < hi - lo; ++j) dst[lo + j] = static_cast<T>(src[j]);
+    } else {
+      for (int64_t j = 0; j < hi - lo; ++j) dst[lo + j] = static_cast<T>(src[j * sw]);
+    }
+  }
+  for (int64_t j = std::max(hi, lo); j < nw; ++j) dst[j] = gathered(j);
 }
 
-// Packs padded coordinates [d0, d0 + nd) x [h0, h0 + nh) x [w0, w0 + nw) of one plane of x and y into
-// contiguous buffers of T, reading through the padding mode; coordinates outside the padded volume
-// (the backward's halo) read 0.
+// Packs padded coordinates [d0, d0 + nd) x [h0, h0 + nh) x [w0, w0 + nw) of plane (b, c) of x and y
+// into contiguous buffers of T, reading through the padding mode; coordinates outside the padded
+// volume (the backward's halo) read 0. Each tensor is read with its own strides.
 template <typename scalar_t, typename T>
-void ssim_pack(const scalar_t* x, const scalar_t* y, const std::vector<int64_t>& st, const SsimGeometry& g,
-               int64_t d0, int64_t nd, int64_t h0, int64_t nh, int64_t w0, int64_t nw, T* xs, T* ys,
-               std::vector<int64_t>& cols) {
+void ssim_pack(const scalar_t* x, const SsimStrides& sx, const scalar_t* y, const SsimStrides& sy, int64_t b,
+               int64_t c, const SsimGeometry& g, int64_t d0, int64_t nd, int64_t h0, int64_t nh, int64_t w0,
+               int64_t nw, T* xs, T* ys, std::vector<int64_t>& cols) {
   auto source = [&](int64_t p, int64_t padded, int64_t r, int64_t n) -> int64_t {
     return (p < 0 || p >= padded) ? -1 : ssim_pad_source(p, r, n, g.mode);
   };
@@ -63,14 +85,14 @@ void ssim_pack(const scalar_t* x, const scalar_t* y, const std::vector<int64_t>&
   // Columns whose sources are consecutive input columns: copied by a plain (vectorisable) loop.
   int64_t lo = nw, hi = 0;
   for (int64_t j = 0; j < nw; ++j) {
-    const int64_t c = source(w0 + j, g.Wp, g.r, g.W);
-    cols[j] = c < 0 ? -1 : c * st[2];
-    if (c >= 0 && c == w0 + j - g.r) {  // not padding, not a mirror image
+    cols[j] = source(w0 + j, g.Wp, g.r, g.W);
+    if (cols[j] >= 0 && cols[j] == w0 + j - g.r) {  // not padding, not a mirror image
       lo = std::min(lo, j);
       hi = j + 1;
     }
   }
-  const int64_t first = lo < hi ? cols[lo] : 0;
+  const scalar_t* x_plane = x + sx.plane(b, c);
+  const scalar_t* y_plane = y + sy.plane(b, c);
   for (int64_t dd = 0; dd < nd; ++dd) {
     const int64_t sd = source(d0 + dd, g.Dp, g.rd, g.D);
     for (int64_t hh = 0; hh < nh; ++hh) {
@@ -82,28 +104,8 @@ void ssim_pack(const scalar_t* x, const scalar_t* y, const std::vector<int64_t>&
         std::fill(yr, yr + nw, T(0));
         continue;
       }
-      const scalar_t* xrow = x + sd * st[0] + sh * st[1];
-      const scalar_t* yrow = y + sd * st[0] + sh * st[1];
-      for (int64_t j = 0; j < lo; ++j) {
-        xr[j] = cols[j] < 0 ? T(0) : static_cast<T>(xrow[cols[j]]);
-        yr[j] = cols[j] < 0 ? T(0) : static_cast<T>(yrow[cols[j]]);
-      }
-      if (lo < hi) {
-        const scalar_t* xs_row = xrow + first;
-        const scalar_t* ys_row = yrow + first;
-        const int64_t sw = st[2];
-        if (sw == 1) {
-          for (int64_t j = 0; j < hi - lo; ++j) xr[lo + j] = static_cast<T>(xs_row[j]);
-          for (int64_t j = 0; j < hi - lo; ++j) yr[lo + j] = static_cast<T>(ys_row[j]);
-        } else {
-          for (int64_t j = 0; j < hi - lo; ++j) xr[lo + j] = static_cast<T>(xs_row[j * sw]);
-          for (int64_t j = 0; j < hi - lo; ++j) yr[lo + j] = static_cast<T>(ys_row[j * sw]);
-        }
-      }
-      for (int64_t j = std::max(hi, lo); j < nw; ++j) {
-        xr[j] = cols[j] < 0 ? T(0) : static_cast<T>(xrow[cols[j]]);
-        yr[j] = cols[j] < 0 ? T(0) : static_cast<T>(yrow[cols[j]]);
-      }
+      ssim_pack_row(x_plane + sd * sx.d + sh * sx.h, sx.w, cols.data(), lo, hi, nw, xr);
+      ssim_pack_row(y_plane + sd * sy.d + sh * sy.h, sy.w, cols.data(), lo, hi, nw, yr);
     }
   }
 }

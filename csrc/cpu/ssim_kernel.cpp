@@ -28,9 +28,10 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
                         T c1, T c2, at::Tensor* map, at::Tensor* means /* [3]: ssim, cs, |x - y| */) {
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g);
+  check_ssim_tile_size(g, tile, 1);
   const int64_t tiles = ssim_tile_count(tile, g.Do, g.Ho, g.Wo);
   const std::vector<T> w(window.const_data_ptr<T>(), window.const_data_ptr<T>() + g.k);
-  const std::vector<int64_t> st = ssim_plane_strides(x);
+  const SsimStrides sx = ssim_strides_of(x), sy = ssim_strides_of(y);
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
   const scalar_t* y_data = y.const_data_ptr<scalar_t>();
   std::vector<double> sums(static_cast<size_t>(g.planes() * tiles * 3), 0.0);  // ssim, cs, |x - y|
@@ -52,8 +53,7 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       moments.resize(5 * no);
       ssim.resize(no);
       cs.resize(no);
-      const int64_t base = b * x.stride(0) + c * x.stride(1);
-      ssim_pack(x_data + base, y_data + base, st, g, od0, pd, oh0, ph, ow0, pw, xs.data(), ys.data(), cols);
+      ssim_pack(x_data, sx, y_data, sy, b, c, g, od0, pd, oh0, ph, ow0, pw, xs.data(), ys.data(), cols);
       isa.moments(xs.data(), ys.data(), pd, ph, pw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
                   scratch.data(), moments.data());
       isa.pixels(moments.data(), no, c1, c2, ssim.data(), cs.data());

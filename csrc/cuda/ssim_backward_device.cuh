@@ -23,13 +23,13 @@ namespace ssim_detail {
 template <typename T>
 struct Weights {
   const T* data;
-  Strides st;
+  SsimStrides st;
 };
 
 template <typename T>
 Weights<T> weights_of(const at::Tensor& t) {
   if (!t.defined()) return {nullptr, {0, 0, 0, 0, 0}};
-  return {t.const_data_ptr<T>(), strides_of(t)};
+  return {t.const_data_ptr<T>(), ssim_strides_of(t)};
 }
 
 template <typename T>
@@ -53,7 +53,7 @@ __global__ void moment_grads(const T* __restrict__ m, int64_t n, Dims g, T c1, T
 // eyy, exy, with n = planes * Ho * Wo.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
-    ssim_moment_grads_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
+    ssim_moment_grads_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy,
                          Dims g, const float* __restrict__ window, float c1, float c2, Weights<float> gs,
                          Weights<float> gc, int64_t tiles_w, int64_t plane0, int64_t n, float* __restrict__ d) {
   __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
@@ -117,7 +117,7 @@ __device__ __forceinline__ void adjoint_window_tile(const float* __restrict__ d,
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     ssim_adjoint_fold_2d(const float* __restrict__ d, int64_t n, Dims g, const float* __restrict__ window,
-                         const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
+                         const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy,
                          Weights<float> gl, int64_t tiles_w, int64_t plane0, scalar_t* __restrict__ gx,
                          scalar_t* __restrict__ gy) {
   __shared__ float halo[kFusedInH][kFusedInW];
@@ -179,8 +179,8 @@ static __global__ void __launch_bounds__(kThreads)
 // likewise for y; F is [5][planes][Dp][Hp][Wp]. Output contiguous in the input dtype.
 template <typename scalar_t, typename T>
 __global__ void fold_to_inputs(const T* __restrict__ f, int64_t padded_total, const scalar_t* __restrict__ x,
-                               const scalar_t* __restrict__ y, Strides sx, Strides sy, Dims g, Weights<T> gl, int64_t n,
-                               scalar_t* __restrict__ gx, scalar_t* __restrict__ gy) {
+                               const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy, Dims g, Weights<T> gl,
+                               int64_t n, scalar_t* __restrict__ gx, scalar_t* __restrict__ gy) {
   FASTPERC_GRID_LOOP(i, n) {
     const int64_t wq = i % g.W, h = (i / g.W) % g.H, d = (i / (g.W * g.H)) % g.D;
     const int64_t plane = i / (g.W * g.H * g.D), b = plane / g.C, c = plane % g.C;
@@ -239,8 +239,9 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
       for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
         const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0));
         launch(dim3(static_cast<unsigned>(map_tiles), chunk), kThreads, ssim_moment_grads_2d<scalar_t>,
-               x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g, w, c1, c2,
-               weights_of<float>(grad_ssim), weights_of<float>(grad_cs), map_tiles_w, p0, n, dm.data_ptr<float>());
+               x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), ssim_strides_of(x), ssim_strides_of(y), g, w,
+               c1, c2, weights_of<float>(grad_ssim), weights_of<float>(grad_cs), map_tiles_w, p0, n,
+               dm.data_ptr<float>());
       }
       if (geo.mode == kSsimReflect) {
         const int64_t padded_total = planes * geo.Hp * geo.Wp;
@@ -254,7 +255,7 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
         }
         const int64_t total = planes * geo.image_size();
         launch(grid_for(total), kThreads, fold_to_inputs<scalar_t, T>, f.const_data_ptr<T>(), padded_total,
-               x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g,
+               x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), ssim_strides_of(x), ssim_strides_of(y), g,
                weights_of<T>(grad_l1), total, need_x ? gx.data_ptr<scalar_t>() : nullptr,
                need_y ? gy.data_ptr<scalar_t>() : nullptr);
         return {gx, gy};
@@ -263,7 +264,7 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
         const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0));
         launch(dim3(static_cast<unsigned>(in_tiles), chunk), kThreads, ssim_adjoint_fold_2d<scalar_t>,
                dm.const_data_ptr<float>(), n, g, w, x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
-               strides_of(x), strides_of(y), weights_of<float>(grad_l1), in_tiles_w, p0,
+               ssim_strides_of(x), ssim_strides_of(y), weights_of<float>(grad_l1), in_tiles_w, p0,
                need_x ? gx.data_ptr<scalar_t>() : nullptr, need_y ? gy.data_ptr<scalar_t>() : nullptr);
       }
       return {gx, gy};
@@ -297,7 +298,7 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
 
   const int64_t total = planes * geo.image_size();
   launch(grid_for(total), kThreads, fold_to_inputs<scalar_t, T>, f.const_data_ptr<T>(), padded_total,
-         x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g,
+         x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(), ssim_strides_of(x), ssim_strides_of(y), g,
          weights_of<T>(grad_l1), total,
          need_x ? gx.data_ptr<scalar_t>() : nullptr, need_y ? gy.data_ptr<scalar_t>() : nullptr);
   return {gx, gy};

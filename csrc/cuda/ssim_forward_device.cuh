@@ -34,7 +34,7 @@ bool fused_eligible(const SsimGeometry& g) {
 // row of the tile (along_w), and the window taps (w). Ends with a barrier.
 template <typename scalar_t>
 __device__ __forceinline__ void fused_moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
-                                                      const Strides& sx, const Strides& sy, const Dims& g,
+                                                      const SsimStrides& sx, const SsimStrides& sy, const Dims& g,
                                                       const float* __restrict__ window, int64_t plane, int64_t oh0,
                                                       int64_t ow0, float (*in_x)[kFusedInW], float (*in_y)[kFusedInW],
                                                       float (*along_w)[kFusedInH][kFusedTileW], float* w) {
@@ -90,9 +90,9 @@ __device__ __forceinline__ void fused_moments_at(const float (*along_w)[kFusedIn
 // gets the tile's SSIM and CS sums (2 values). planes beyond the grid limit come in chunks (plane0).
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
-    ssim_fused_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy, Dims g,
-                  const float* __restrict__ window, float c1, float c2, int64_t tiles_w, int64_t tiles, int64_t plane0,
-                  float* __restrict__ map, float* __restrict__ tile_sums) {
+    ssim_fused_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy,
+                  Dims g, const float* __restrict__ window, float c1, float c2, int64_t tiles_w, int64_t tiles,
+                  int64_t plane0, float* __restrict__ map, float* __restrict__ tile_sums) {
   __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
   __shared__ float along_w[5][kFusedInH][kFusedTileW];
   __shared__ float w[kFusedMaxWin];
@@ -187,7 +187,7 @@ __global__ void plane_means(const T* __restrict__ data, int64_t count, T* __rest
 
 // One block per plane: mean |x - y| over the plane's D x H x W elements.
 template <typename scalar_t, typename T>
-__global__ void plane_l1(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
+__global__ void plane_l1(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy,
                          Dims g, T* __restrict__ out) {
   __shared__ double partial[kThreads];
   const int64_t plane = blockIdx.x, count = g.D * g.H * g.W;
@@ -217,7 +217,7 @@ void ssim_forward(const Launch& launch, const at::Tensor& x, const at::Tensor& y
   const int64_t planes = geo.planes();
   if (means != nullptr)
     launch(static_cast<unsigned>(planes), kThreads, plane_l1<scalar_t, T>, x.const_data_ptr<scalar_t>(),
-           y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), dims_of(geo), means[2].data_ptr<T>());
+           y.const_data_ptr<scalar_t>(), ssim_strides_of(x), ssim_strides_of(y), dims_of(geo), means[2].data_ptr<T>());
   if constexpr (std::is_same_v<T, float>) {
     if (fused_eligible<T>(geo)) {
       const int64_t tiles_w = (geo.Wo + kFusedTileW - 1) / kFusedTileW;
@@ -227,8 +227,8 @@ void ssim_forward(const Launch& launch, const at::Tensor& x, const at::Tensor& y
       for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
         const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0)));
         launch(grid, kThreads, ssim_fused_2d<scalar_t>, x.const_data_ptr<scalar_t>(), y.const_data_ptr<scalar_t>(),
-               strides_of(x), strides_of(y), dims_of(geo), window.const_data_ptr<float>(), c1, c2, tiles_w, tiles, p0,
-               map != nullptr ? map->data_ptr<float>() : nullptr, tile_sums.data_ptr<float>());
+               ssim_strides_of(x), ssim_strides_of(y), dims_of(geo), window.const_data_ptr<float>(), c1, c2, tiles_w,
+               tiles, p0, map != nullptr ? map->data_ptr<float>() : nullptr, tile_sums.data_ptr<float>());
       }
       if (means != nullptr)
         launch(static_cast<unsigned>(planes), kThreads, tile_sums_to_means, tile_sums.const_data_ptr<float>(), tiles,

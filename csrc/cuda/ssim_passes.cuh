@@ -23,16 +23,6 @@ namespace fastperc {
 namespace cuda {
 namespace ssim_detail {
 
-// Element strides of x: batch, channel, depth (0 for 2D), height, width.
-struct Strides {
-  int64_t b, c, d, h, w;
-};
-
-inline Strides strides_of(const at::Tensor& t) {
-  if (t.dim() == 5) return {t.stride(0), t.stride(1), t.stride(2), t.stride(3), t.stride(4)};
-  return {t.stride(0), t.stride(1), 0, t.stride(2), t.stride(3)};
-}
-
 // The sizes the device code needs (SsimGeometry's methods are host-only).
 struct Dims {
   int64_t C, D, H, W, k, kd, r, rd, Dp, Hp, Wp, Do, Ho, Wo, mode;
@@ -45,8 +35,8 @@ inline Dims dims_of(const SsimGeometry& g) {
 // out[s][plane][pd][ph][ow] = sum_t w[t] stat_s(padded (pd, ph, ow + t)) for stats x, y, x^2, y^2, xy,
 // reading x and y (each with its own strides) through the padding; n = planes * Dp * Hp * Wo.
 template <typename scalar_t, typename T>
-__global__ void moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, Strides sx, Strides sy,
-                                Dims g, const T* __restrict__ w, int64_t n, T* __restrict__ out) {
+__global__ void moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, SsimStrides sx,
+                                SsimStrides sy, Dims g, const T* __restrict__ w, int64_t n, T* __restrict__ out) {
   FASTPERC_GRID_LOOP(i, n) {
     const int64_t ow = i % g.Wo, ph = (i / g.Wo) % g.Hp, pd = (i / (g.Wo * g.Hp)) % g.Dp;
     const int64_t plane = i / (g.Wo * g.Hp * g.Dp);
@@ -118,7 +108,7 @@ at::Tensor window_moments(const Launch& launch, const at::Tensor& x, const at::T
   const int64_t n_w = planes * g.Dp * g.Hp * g.Wo;
   at::Tensor along_w = at::empty({5 * n_w}, opts);
   launch(grid_for(n_w), kThreads, moments_along_w<scalar_t, T>, x.const_data_ptr<scalar_t>(),
-         y.const_data_ptr<scalar_t>(), strides_of(x), strides_of(y), g, w, n_w, along_w.data_ptr<T>());
+         y.const_data_ptr<scalar_t>(), ssim_strides_of(x), ssim_strides_of(y), g, w, n_w, along_w.data_ptr<T>());
   at::Tensor along_h = at::empty({5 * planes * g.Dp * g.Ho * g.Wo}, opts);
   launch(grid_for(along_h.numel()), kThreads, correlate_axis<T>, along_w.const_data_ptr<T>(), 5 * planes * g.Dp, g.Hp,
          g.Wo, w, g.k, along_h.data_ptr<T>());
