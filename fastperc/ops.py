@@ -14,19 +14,59 @@ def accumulate_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
+# The fake kernels check what their outputs' shapes rest on, as the C++ kernels do (csrc/common/*_checks.h):
+# meta or fake tensors of inconsistent shapes or mixed devices raise here instead of tracing a wrong
+# graph. torch._check keeps the checks valid for symbolic sizes under torch.compile(dynamic=True).
+def _check_devices(op: str, **tensors) -> None:
+    present = {name: t for name, t in tensors.items() if t is not None}
+    devices = {t.device for t in present.values()}
+    if len(devices) > 1:
+        where = ", ".join(f"{name} on {t.device}" for name, t in present.items())
+        raise RuntimeError(f"fastperc::{op}: all tensors must be on one device, got {where}")
+
+
+def _check_dims(op: str, name: str, t, dims) -> None:
+    torch._check(t.dim() in dims, lambda: f"fastperc::{op}: {name} must have {' or '.join(map(str, dims))} "
+                                          f"dimensions, got shape {tuple(t.shape)}")
+
+
+def _check_features(op: str, x) -> None:
+    _check_dims(op, "x", x, (3,))
+    torch._check(x.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64),
+                 lambda: f"fastperc::{op}: x must be float16, bfloat16, float32 or float64, got {x.dtype}")
+
+
+def _check_square(op: str, name: str, g, x, batch_one: bool) -> None:
+    batch, channels, _ = x.shape
+    _check_dims(op, name, g, (3,))
+    torch._check((g.shape[0] == batch or (batch_one and g.shape[0] == 1)) and g.shape[1] == channels
+                 and g.shape[2] == channels,
+                 lambda: f"fastperc::{op}: {name} must be ({'1 or ' if batch_one else ''}{batch}, {channels}, "
+                         f"{channels}), got {tuple(g.shape)}")
+    torch._check(g.dtype == accumulate_dtype(x.dtype),
+                 lambda: f"fastperc::{op}: {name} must be {accumulate_dtype(x.dtype)}, got {g.dtype}")
+
+
 @register_fake("fastperc::gram")
 def _gram_fake(x, scale):
+    _check_features("gram", x)
     batch, channels, _ = x.shape
     return x.new_empty((batch, channels, channels), dtype=accumulate_dtype(x.dtype))
 
 
 @register_fake("fastperc::gram_backward")
 def _gram_backward_fake(grad, x, scale):
+    _check_devices("gram_backward", grad=grad, x=x)
+    _check_features("gram_backward", x)
+    _check_square("gram_backward", "grad", grad, x, batch_one=False)
     return x.new_empty(x.shape)
 
 
 @register_fake("fastperc::style_loss")
 def _style_loss_fake(x, target, gram_scale, loss_scale):
+    _check_devices("style_loss", x=x, target=target)
+    _check_features("style_loss", x)
+    _check_square("style_loss", "target", target, x, batch_one=True)
     batch, channels, _ = x.shape
     acc = accumulate_dtype(x.dtype)
     return x.new_empty((), dtype=acc), x.new_empty((batch, channels, channels), dtype=acc)
@@ -103,19 +143,44 @@ def ssim_map_shape(x, window_size: int, padding: int):
     return tuple(x.shape[:2]) + tuple(s - shrink for s in x.shape[2:])
 
 
+def _check_ssim(op: str, x, y, window, padding, **grads) -> None:
+    _check_devices(op, x=x, y=y, window=window, **grads)
+    _check_dims(op, "x", x, (4, 5))
+    torch._check(y.shape == x.shape, lambda: f"fastperc::{op}: y must have the shape of x {tuple(x.shape)}, "
+                                             f"got {tuple(y.shape)}")
+    torch._check(y.dtype == x.dtype, lambda: f"fastperc::{op}: y must have the dtype of x ({x.dtype}), got {y.dtype}")
+    torch._check(window.dim() == 1 and window.shape[0] % 2 == 1,
+                 lambda: f"fastperc::{op}: window must be 1-D with an odd number of taps, got {tuple(window.shape)}")
+    torch._check(padding in (0, 1, 2), lambda: f"fastperc::{op}: padding must be 0 (valid), 1 (zero) or 2 (reflect), "
+                                               f"got {padding}")
+    if padding == 0:
+        torch._check(all(s >= window.shape[0] for s in x.shape[2:]),
+                     lambda: f"fastperc::{op}: with padding='valid' the image {tuple(x.shape[2:])} must be at least "
+                             f"the window size {window.shape[0]} in every spatial dimension")
+
+
 @register_fake("fastperc::ssim")
 def _ssim_fake(x, y, window, c1, c2, padding):
+    _check_ssim("ssim", x, y, window, padding)
     acc = accumulate_dtype(x.dtype)
     return tuple(x.new_empty(x.shape[:2], dtype=acc) for _ in range(3))
 
 
 @register_fake("fastperc::ssim_map")
 def _ssim_map_fake(x, y, window, c1, c2, padding):
+    _check_ssim("ssim_map", x, y, window, padding)
     return x.new_empty(ssim_map_shape(x, window.shape[0], padding), dtype=accumulate_dtype(x.dtype))
 
 
 @register_fake("fastperc::ssim_backward")
 def _ssim_backward_fake(grad_ssim, grad_cs, grad_l1, x, y, window, c1, c2, padding, output_mask=(True, True)):
+    _check_ssim("ssim_backward", x, y, window, padding, grad_ssim=grad_ssim, grad_cs=grad_cs, grad_l1=grad_l1)
+    map_shape = ssim_map_shape(x, window.shape[0], padding)
+    for name, grad, shape in (("grad_ssim", grad_ssim, map_shape), ("grad_cs", grad_cs, map_shape),
+                              ("grad_l1", grad_l1, tuple(x.shape))):
+        if grad is not None:
+            torch._check(tuple(grad.shape) == shape,
+                         lambda: f"fastperc::ssim_backward: {name} must have shape {shape}, got {tuple(grad.shape)}")
     return (x.new_empty(x.shape if output_mask[0] else (0,)), y.new_empty(y.shape if output_mask[1] else (0,)))
 
 
@@ -166,14 +231,54 @@ def _ssim_map_backward(ctx, grad_map):
 register_autograd("fastperc::ssim_map", _ssim_map_backward, setup_context=_ssim_setup)
 
 
+KEY_LIMIT = 1 << 16  # csrc/common/sparse_math.h: kernel sizes, strides, paddings and dilations are at most this
+
+
+def _check_coords(op: str, name: str, coords) -> None:
+    torch._check(coords.dim() == 2 and coords.shape[1] == 4 and coords.dtype == torch.int32,
+                 lambda: f"fastperc::{op}: {name} must be (N, 4) int32 (batch, x, y, z), got {tuple(coords.shape)} "
+                         f"{coords.dtype}")
+
+
+def _kernel_volume(op: str, kernel_size, stride, padding, dilation) -> int:
+    for name, values, least in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0),
+                                ("dilation", dilation, 1)):
+        if len(values) != 3 or any(v < least or v > KEY_LIMIT for v in values):
+            raise RuntimeError(f"fastperc::{op}: {name} must have 3 entries in [{least}, {KEY_LIMIT}], got {values}")
+    return kernel_size[0] * kernel_size[1] * kernel_size[2]
+
+
+def _check_sparse_conv(op: str, feats, weight, kmap, inv_map, **more) -> None:
+    _check_devices(op, feats=feats, weight=weight, kmap=kmap, inv_map=inv_map, **more)
+    _check_dims(op, "feats", feats, (2,))
+    _check_dims(op, "weight", weight, (3,))
+    _check_dims(op, "kmap", kmap, (2,))
+    torch._check(weight.shape[1] == feats.shape[1], lambda: f"fastperc::{op}: weight has C_in = {weight.shape[1]} "
+                                                            f"but feats have {feats.shape[1]} channels")
+    torch._check(weight.dtype == feats.dtype, lambda: f"fastperc::{op}: feats ({feats.dtype}) and weight "
+                                                      f"({weight.dtype}) must have the same dtype")
+    torch._check(kmap.shape[0] == weight.shape[0] and kmap.dtype == torch.int32,
+                 lambda: f"fastperc::{op}: kernel map must be (K = {weight.shape[0]}, N_out) int32, got "
+                         f"{tuple(kmap.shape)} {kmap.dtype}")
+    if inv_map is not None:
+        torch._check(inv_map.dim() == 2 and inv_map.shape[0] == weight.shape[0] and inv_map.shape[1] == feats.shape[0],
+                     lambda: f"fastperc::{op}: inv_map must be (K, N_in = {feats.shape[0]}), got "
+                             f"{tuple(inv_map.shape)}")
+
+
 @register_fake("fastperc::sparse_kernel_map")
 def _sparse_kernel_map_fake(in_coords, out_coords, kernel_size, stride, padding, dilation, transposed):
-    volume = kernel_size[0] * kernel_size[1] * kernel_size[2]
+    _check_devices("sparse_kernel_map", in_coords=in_coords, out_coords=out_coords)
+    _check_coords("sparse_kernel_map", "in_coords", in_coords)
+    _check_coords("sparse_kernel_map", "out_coords", out_coords)
+    volume = _kernel_volume("sparse_kernel_map", kernel_size, stride, padding, dilation)
     return in_coords.new_empty((volume, out_coords.shape[0]), dtype=torch.int32)
 
 
 @register_fake("fastperc::sparse_out_coords")
 def _sparse_out_coords_fake(in_coords, kernel_size, stride, padding, dilation, spatial_shape, transposed):
+    _check_coords("sparse_out_coords", "in_coords", in_coords)
+    _kernel_volume("sparse_out_coords", kernel_size, stride, padding, dilation)
     # The number of output sites depends on the data.
     count = torch.library.get_ctx().new_dynamic_size()
     return in_coords.new_empty((count, 4))
@@ -181,11 +286,16 @@ def _sparse_out_coords_fake(in_coords, kernel_size, stride, padding, dilation, s
 
 @register_fake("fastperc::sparse_conv")
 def _sparse_conv_fake(feats, weight, kmap, inv_map=None):
+    _check_sparse_conv("sparse_conv", feats, weight, kmap, inv_map)
     return feats.new_empty((kmap.shape[1], weight.shape[2]))
 
 
 @register_fake("fastperc::sparse_conv_backward")
 def _sparse_conv_backward_fake(grad_out, feats, weight, kmap, inv_map=None, output_mask=(True, True)):
+    _check_sparse_conv("sparse_conv_backward", feats, weight, kmap, inv_map, grad_out=grad_out)
+    torch._check(grad_out.dim() == 2 and grad_out.shape[0] == kmap.shape[1] and grad_out.shape[1] == weight.shape[2],
+                 lambda: f"fastperc::sparse_conv_backward: grad_out must be (N_out = {kmap.shape[1]}, C_out = "
+                         f"{weight.shape[2]}), got {tuple(grad_out.shape)}")
     return (feats.new_empty(feats.shape if output_mask[0] else (0,)),
             weight.new_empty(weight.shape if output_mask[1] else (0,)))
 

@@ -287,7 +287,7 @@ def test_edge_cases_and_errors():
     good, grad = torch.tensor([[0, 1]], dtype=torch.int32), torch.randn(2, 1)
     with pytest.raises(RuntimeError, match="kernel map entries"):
         torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), torch.tensor([[0, 7]], dtype=torch.int32))
-    with pytest.raises(RuntimeError, match="kernel map entries"):  # inv_map rows index the outputs (2 here)
+    with pytest.raises(RuntimeError, match="inv_map entries"):  # inv_map rows index the outputs (2 here)
         torch.ops.fastperc.sparse_conv_backward(grad, torch.randn(2, 1), torch.randn(1, 1, 1), good, torch.tensor([[0, 2]], dtype=torch.int32))
 
 
@@ -507,3 +507,50 @@ def test_stride_one_merge_join_map_matches_reference(ks, pd, dl, tr):
         got = torch.ops.fastperc.sparse_kernel_map(x.coords, out, list(ks), [1, 1, 1], list(pd), list(dl), tr)
         assert torch.equal(got, reference.sparse.kernel_map(x.coords, out, ks, (1, 1, 1), pd, dl, tr))
     assert (x.coords[:, 3] == 0).any() and (x.coords[:, 3] == 11).any()
+
+
+def test_coords_edited_in_place_rebuild_the_cached_maps():
+    # Issue 11: after a convolution, x.coords[...] += 1 used to reuse the map of the old sites.
+    x = random_sparse(seed=3)
+    w = torch.randn(27, 3, 2, dtype=torch.float64)
+    SF.conv3d(x, w)  # fills the cache
+    with torch.no_grad():
+        x.coords[:, 1] = x.spatial_shape[0] - 1 - x.coords[:, 1]  # mirror x: every site moves
+    dense = F.conv3d(x.to_dense(), dense_weight(w, (3, 3, 3)), padding=1)
+    torch.testing.assert_close(SF.conv3d(x, w).feats, at_sites(dense, x.coords))
+    # Tensors sharing the sites (replace) see the rebuilt maps too.
+    y = x.replace(x.feats * 2)
+    torch.testing.assert_close(SF.conv3d(y, w).feats, 2 * at_sites(dense, x.coords))
+    # An edit that breaks the sites is an error at the next convolution, not a stale map.
+    x.coords[1] = x.coords[0]
+    with pytest.raises(ValueError, match="duplicate"):
+        SF.conv3d(x, w)
+    with pytest.raises(AttributeError):
+        x.coords = x.coords.clone()  # replacing the sites would bypass the cache: make a new SparseTensor
+
+
+def test_inverse_conv_refuses_a_map_of_edited_fine_sites():
+    x = random_sparse(seed=4)
+    w = torch.randn(8, 3, 3, dtype=torch.float64)
+    coarse = SF.conv3d(x, w, kernel_size=2, stride=2, mode="regular")
+    SF.inverse_conv3d(coarse, torch.randn(8, 3, 3, dtype=torch.float64), kernel_size=2, stride=2)
+    x.coords[:, 3] = x.spatial_shape[2] - 1 - x.coords[:, 3]
+    with pytest.raises(ValueError, match="changed in place"):
+        SF.inverse_conv3d(coarse, torch.randn(8, 3, 3, dtype=torch.float64), kernel_size=2, stride=2)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("-inf"), float("nan")])
+def test_voxelize_rejects_non_finite_points(bad):
+    points = torch.rand(50, 3, dtype=torch.float64)
+    points[7, 1] = bad
+    with pytest.raises(ValueError, match="points must be finite: point 7"):
+        fastperc.sparse.voxelize(points, 0.1)
+
+
+def test_voxelize_rejects_spans_beyond_the_key_space_and_bad_voxel_sizes():
+    points = torch.tensor([[-1e308, 0.0, 0.0], [1e308, 0.0, 0.0]], dtype=torch.float64)  # span overflows to inf
+    with pytest.raises(ValueError, match="at most 65536 fit"):
+        fastperc.sparse.voxelize(points, 1.0)
+    for size in (float("nan"), float("inf"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="voxel_size must be finite and > 0"):
+            fastperc.sparse.voxelize(torch.rand(5, 3), size)

@@ -70,7 +70,8 @@ inline void check_sparse_grad_out(const at::Tensor& grad_out, const at::Tensor& 
               feats.device());
 }
 
-// The inverse map (K, N_in) a caller may pass to the backward; its entries are checked by the kernels.
+// The inverse map (K, N_in) a caller may pass to the backward. Its entries are checked by the kernels
+// against kmap (inverse_pair_ok): an inverse map of another convolution is an error, not wrong gradients.
 inline void check_inverse_map(const at::Tensor& inv, int64_t kernel_volume, const at::Tensor& feats) {
   check_kernel_map(inv, kernel_volume, feats);
   TORCH_CHECK(inv.size(1) == feats.size(0), "fastperc: inv_map must be (K, N_in = ", feats.size(0), "), got ",
@@ -96,15 +97,32 @@ inline std::vector<int64_t> check_triple(at::IntArrayRef v, const char* name, in
   return {v[0], v[1], v[2]};
 }
 
-// Kernel size, stride, padding and dilation of a sparse convolution, three entries each.
+// Kernel size, stride, padding and dilation of a sparse convolution, three entries each, and the
+// kernel volume K = Kx * Ky * Kz.
 struct SparseConvGeometry {
   std::vector<int64_t> ks, st, pd, dl;
+  int64_t volume;
 };
 
+// Every entry is at most the key range (65536): larger ones reach no other site, and the bound keeps
+// o * s - p + k * d within int64 and the kernel volume below 2^48.
 inline SparseConvGeometry check_conv_geometry(at::IntArrayRef kernel_size, at::IntArrayRef stride,
                                               at::IntArrayRef padding, at::IntArrayRef dilation) {
-  return {check_triple(kernel_size, "kernel_size", 1), check_triple(stride, "stride", 1),
-          check_triple(padding, "padding", 0), check_triple(dilation, "dilation", 1)};
+  SparseConvGeometry g{check_triple(kernel_size, "kernel_size", 1), check_triple(stride, "stride", 1),
+                       check_triple(padding, "padding", 0), check_triple(dilation, "dilation", 1), 0};
+  for (const auto* v : {&g.ks, &g.st, &g.pd, &g.dl})
+    for (int64_t e : *v)
+      TORCH_CHECK(e <= kSparseKeyLimit, "fastperc: kernel_size, stride, padding and dilation entries must be <= ",
+                  kSparseKeyLimit, " (the key range), got kernel_size ", at::IntArrayRef(g.ks), ", stride ",
+                  at::IntArrayRef(g.st), ", padding ", at::IntArrayRef(g.pd), ", dilation ", at::IntArrayRef(g.dl));
+  g.volume = checked_size_product({g.ks[0], g.ks[1], g.ks[2]}, "the kernel volume");
+  return g;
+}
+
+// A kernel map of `volume` rows of n entries must fit int64 indexing (its allocation then says
+// whether it fits memory).
+inline void check_map_size(int64_t volume, int64_t n, const char* what) {
+  checked_size_product({volume, n}, what);
 }
 
 // The dense output grid of a (transposed) convolution over an input grid `shape`, per axis; it must be

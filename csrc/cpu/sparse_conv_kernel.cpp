@@ -205,18 +205,40 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
 }
 
 // One pass (min and max together) over a map that is read without pairs_per_offset.
-void check_map_rows(const at::Tensor& kmap, int64_t n_rows) {
+void check_map_rows(const at::Tensor& kmap, int64_t n_rows, const char* name = "kernel map",
+                    const char* rows = "feats") {
   if (kmap.numel() == 0) return;
   const auto [lo_t, hi_t] = at::aminmax(kmap);
   const int64_t lo = lo_t.item<int64_t>(), hi = hi_t.item<int64_t>();
-  if (lo < -1) bad_map_entry(lo, n_rows);
-  if (hi >= n_rows) bad_map_entry(hi, n_rows);
+  TORCH_CHECK(lo >= -1 && hi < n_rows, "fastperc: ", name, " entries must be -1 or rows of ", rows, " (< ", n_rows,
+              "), got ", lo < -1 ? lo : hi);
+}
+
+// Raises unless inv (K, n_in) is kmap (K, n_out) read the other way (both already range-checked): every
+// pair either lists, the other lists too. Reads both maps once, in parallel over offsets.
+void check_inverse_of(const at::Tensor& kmap, const at::Tensor& inv) {
+  const int64_t volume = kmap.size(0), n_out = kmap.size(1), n_in = inv.size(1);
+  const int32_t* m = kmap.const_data_ptr<int32_t>();
+  const int32_t* v = inv.const_data_ptr<int32_t>();
+  std::vector<char> bad(static_cast<size_t>(volume), 0);
+  at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      bool ok = true;
+      for (int64_t j = 0; j < n_out; ++j) ok &= inverse_pair_ok(m, n_out, v, n_in, k, j);
+      for (int64_t i = 0; i < n_in; ++i) ok &= inverse_pair_ok(v, n_in, m, n_out, k, i);
+      bad[k] = !ok;
+    }
+  });
+  for (int64_t k = 0; k < volume; ++k)
+    TORCH_CHECK(!bad[k], "fastperc: inv_map is not the inverse of kmap (offset ", k,
+                "): pass the inverse of this map (fastperc.sparse.functional.invert_map) or None to rebuild it");
 }
 
 at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
-                           const std::optional<at::Tensor>& /*inv_map: only the backward reads it*/) {
+                           const std::optional<at::Tensor>& inv_map /* only the backward reads it */) {
   check_sparse_features(feats, weight, /*half_types=*/false);
   check_kernel_map(kmap, weight.size(0), feats);
+  if (inv_map.has_value() && inv_map->defined()) check_inverse_map(*inv_map, weight.size(0), feats);
   TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_cpu got a tensor on ", feats.device());
   const at::Tensor f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t n_out = m.size(1), cout = w.size(2);
@@ -234,8 +256,13 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
                                                              const std::optional<at::Tensor>& inv_map,
                                                              std::array<bool, 2> output_mask) {
   at::Tensor inv = check_sparse_conv_backward(grad_out, feats, weight, kmap, inv_map, /*half_types=*/false);
+  TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_backward_cpu got a tensor on ", feats.device());
   check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
+  if (inv.defined()) {
+    check_map_rows(inv, m.size(1), "inv_map", "grad_out");
+    check_inverse_of(m, inv);
+  }
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
   // Only the gradients output_mask asks for (gather_gemm writes every output row, weight_grad every
   // dW entry).

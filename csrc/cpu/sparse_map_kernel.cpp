@@ -131,8 +131,9 @@ at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& 
   const SparseConvGeometry geo = check_conv_geometry(kernel_size, stride, padding, dilation);
   const auto &ks = geo.ks, &st = geo.st, &pd = geo.pd, &dl = geo.dl;
   TORCH_CHECK(in_coords.device().is_cpu() && out_coords.device().is_cpu(), "fastperc: sparse_kernel_map_cpu got a non-CPU tensor");
+  const int64_t volume = geo.volume, n_out = out_coords.size(0);
+  check_map_size(volume, n_out, "the kernel map (K x N_out)");  // before any copy of the inputs
   const at::Tensor in_c = in_coords.contiguous(), out_c = out_coords.contiguous();
-  const int64_t volume = ks[0] * ks[1] * ks[2], n_out = out_c.size(0);
   at::Tensor kmap = at::empty({volume, n_out}, in_c.options().dtype(at::kInt));
   int32_t* m = kmap.data_ptr<int32_t>();
   const std::vector<int64_t> out_keys = site_keys(out_c);
@@ -173,25 +174,34 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
   const auto a = c.accessor<int32_t, 2>();
   std::vector<int64_t> keys;
   keys.reserve(static_cast<size_t>(c.size(0)) * 4);
+  std::vector<int64_t> reach[3];  // per axis: the output coordinates the site reaches through some tap
   for (int64_t i = 0; i < c.size(0); ++i) {
     for (int d = 1; d < 4; ++d)
       TORCH_CHECK(a[i][d] >= 0 && a[i][d] < shape[d - 1], "fastperc: site ", i, " lies outside spatial_shape ", shape);
     TORCH_CHECK(a[i][0] >= 0 && a[i][0] < kSparseBatchLimit, "fastperc: batch index ", a[i][0], " of site ", i,
                 " outside [0, ", kSparseBatchLimit - 1, "]");
-    // Every output the site reaches through some offset.
-    for (int64_t kx = 0; kx < ks[0]; ++kx)
-      for (int64_t ky = 0; ky < ks[1]; ++ky)
-        for (int64_t kz = 0; kz < ks[2]; ++kz) {
-          int64_t o[3];
-          const int64_t kk[3] = {kx, ky, kz};
-          bool ok = true;
-          for (int d = 0; d < 3 && ok; ++d)
-            ok = target_of(a[i][d + 1], kk[d], st[d], pd[d], dl[d], transposed, o[d]) && o[d] >= 0 && o[d] < out_shape[d];
-          if (ok) keys.push_back(sparse_key(a[i][0], o[0], o[1], o[2]));
-        }
+    // Every output the site reaches through some offset: the product of the axes' reaches. Listing
+    // each axis first costs Kx + Ky + Kz per site, not Kx * Ky * Kz (2^48 with 65536-wide kernels).
+    for (int d = 0; d < 3; ++d) {
+      reach[d].clear();
+      for (int64_t k = 0; k < ks[d]; ++k) {
+        int64_t o = 0;
+        if (target_of(a[i][d + 1], k, st[d], pd[d], dl[d], transposed, o) && o >= 0 && o < out_shape[d])
+          reach[d].push_back(o);
+      }
+    }
+    const int64_t reached = checked_size_product(
+        {int64_t(reach[0].size()), int64_t(reach[1].size()), int64_t(reach[2].size())}, "the outputs of one site");
+    TORCH_CHECK(reached <= kSparseMaxSites, "fastperc: site ", i, " reaches ", reached, " output sites; at most ",
+                kSparseMaxSites, " fit the int32 kernel maps");
+    for (int64_t ox : reach[0])
+      for (int64_t oy : reach[1])
+        for (int64_t oz : reach[2]) keys.push_back(sparse_key(a[i][0], ox, oy, oz));
   }
   std::sort(keys.begin(), keys.end());
   keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+  TORCH_CHECK(static_cast<int64_t>(keys.size()) <= kSparseMaxSites, "fastperc: the convolution has ", keys.size(),
+              " output sites; at most ", kSparseMaxSites, " fit the int32 kernel maps");
   at::Tensor out = at::empty({static_cast<int64_t>(keys.size()), 4}, c.options());
   int32_t* po = out.data_ptr<int32_t>();
   for (size_t j = 0; j < keys.size(); ++j) {

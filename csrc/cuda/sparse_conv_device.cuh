@@ -181,7 +181,8 @@ static __global__ void scatter_inverse(const int32_t* __restrict__ map, int64_t 
 
 // Raises, before any kernel reads a row, if an entry is not -1 or a row < n_rows.
 template <typename Launch>
-void check_map_rows(const Launch& launch, const at::Tensor& map, int64_t n_rows) {
+void check_map_rows(const Launch& launch, const at::Tensor& map, int64_t n_rows, const char* name = "kernel map",
+                    const char* rows = "feats") {
   if (map.numel() == 0) return;
   at::Tensor bad = at::full({1}, static_cast<int64_t>(kNoEntry), map.options().dtype(at::kLong));
   launch(grid_for(map.numel()), kThreads, check_map_entries, map.const_data_ptr<int32_t>(), map.numel(), n_rows,
@@ -189,7 +190,32 @@ void check_map_rows(const Launch& launch, const at::Tensor& map, int64_t n_rows)
   const ull first = static_cast<ull>(bad.cpu().const_data_ptr<int64_t>()[0]);
   if (first == kNoEntry) return;
   const int64_t value = map.view(-1)[static_cast<int64_t>(first)].cpu().const_data_ptr<int32_t>()[0];
-  TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
+  TORCH_CHECK(false, "fastperc: ", name, " entries must be -1 or rows of ", rows, " (< ", n_rows, "), got ", value);
+}
+
+// Flags (with 1) a pair that one map lists and the other does not (common/sparse_math.h).
+static __global__ void check_inverse_entries(const int32_t* __restrict__ map, int64_t n_map,
+                                             const int32_t* __restrict__ other, int64_t n_other, int64_t volume,
+                                             int* __restrict__ bad) {
+  FASTPERC_GRID_LOOP(idx, volume * n_map) {
+    if (!inverse_pair_ok(map, n_map, other, n_other, idx / n_map, idx % n_map)) *bad = 1;
+  }
+}
+
+// Raises unless inv (K, n_in) is kmap (K, n_out) read the other way (both already range-checked).
+template <typename Launch>
+void check_inverse_of(const Launch& launch, const at::Tensor& kmap, const at::Tensor& inv) {
+  const int64_t volume = kmap.size(0), n_out = kmap.size(1), n_in = inv.size(1);
+  at::Tensor bad = at::full({1}, 0, kmap.options());
+  if (n_out > 0)
+    launch(grid_for(volume * n_out), kThreads, check_inverse_entries, kmap.const_data_ptr<int32_t>(), n_out,
+           inv.const_data_ptr<int32_t>(), n_in, volume, bad.data_ptr<int>());
+  if (n_in > 0)
+    launch(grid_for(volume * n_in), kThreads, check_inverse_entries, inv.const_data_ptr<int32_t>(), n_in,
+           kmap.const_data_ptr<int32_t>(), n_out, volume, bad.data_ptr<int>());
+  TORCH_CHECK(bad.cpu().const_data_ptr<int>()[0] == 0,
+              "fastperc: inv_map is not the inverse of kmap: pass the inverse of this map "
+              "(fastperc.sparse.functional.invert_map) or None to rebuild it");
 }
 
 inline void check_grid_limits(int64_t n_tiles, int64_t col_tiles, int64_t volume) {
@@ -213,9 +239,11 @@ void gather_gemm(const Launch& launch, const at::Tensor& rows, const at::Tensor&
 
 // The op sparse_conv on the launcher's device (the caller checked the device).
 template <typename Launch>
-at::Tensor forward(const Launch& launch, const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap) {
+at::Tensor forward(const Launch& launch, const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
+                   const std::optional<at::Tensor>& inv_map) {
   check_sparse_features(feats, weight, /*half_types=*/true);
   check_kernel_map(kmap, weight.size(0), feats);
+  if (inv_map.has_value() && inv_map->defined()) check_inverse_map(*inv_map, weight.size(0), feats);
   const at::Tensor f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   check_map_rows(launch, m, f.size(0));
   at::Tensor out = at::empty({m.size(1), w.size(2)}, f.options());
@@ -235,7 +263,10 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
   check_map_rows(launch, m, n_in);
-  if (inv.defined()) check_map_rows(launch, inv, n_out);
+  if (inv.defined()) {
+    check_map_rows(launch, inv, n_out, "inv_map", "grad_out");
+    check_inverse_of(launch, m, inv);
+  }
   const bool want_feats = output_mask[0], want_weight = output_mask[1];
   at::Tensor grad_feats, grad_weight;  // (not structured bindings: the dispatch lambda captures them)
   std::tie(grad_feats, grad_weight) = sparse_backward_outputs(f, w, output_mask, n_out == 0 || n_in == 0);

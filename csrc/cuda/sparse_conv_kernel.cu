@@ -18,10 +18,10 @@ namespace cuda {
 namespace {
 
 at::Tensor sparse_conv_cuda(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
-                            const std::optional<at::Tensor>& /*inv_map: only the backward reads it*/) {
+                            const std::optional<at::Tensor>& inv_map /* shape-checked; only the backward reads it */) {
   TORCH_CHECK(feats.is_cuda(), "fastperc: sparse_conv_cuda got a tensor on ", feats.device());
   const c10::cuda::CUDAGuard guard(feats.device());
-  return sparse_conv::forward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, feats, weight, kmap);
+  return sparse_conv::forward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, feats, weight, kmap, inv_map);
 }
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cuda(const at::Tensor& grad_out, const at::Tensor& feats,

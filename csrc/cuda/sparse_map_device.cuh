@@ -176,9 +176,10 @@ at::Tensor build_kernel_map(const Launch& launch, const at::Tensor& in_coords, c
   check_sparse_coords(in_coords, "in_coords");
   check_sparse_coords(out_coords, "out_coords");
   const SparseConvGeometry geo = check_conv_geometry(kernel_size, stride, padding, dilation);
+  const int64_t n_in = in_coords.size(0), n_out = out_coords.size(0), volume = geo.volume;
+  check_map_size(volume, n_out, "the kernel map (K x N_out)");  // before any copy of the inputs
   const at::Tensor in_c = in_coords.contiguous();
   const at::Tensor out_c = out_coords.is_same(in_coords) ? in_c : out_coords.contiguous();
-  const int64_t n_in = in_c.size(0), n_out = out_c.size(0), volume = geo.ks[0] * geo.ks[1] * geo.ks[2];
   int64_t slots = 16;
   while (slots < 2 * n_in) slots *= 2;
   at::Tensor keys = at::full({slots}, kEmptySlot, in_c.options().dtype(at::kLong));
@@ -210,7 +211,8 @@ at::Tensor build_out_coords(const Launch& launch, const at::Tensor& in_coords, a
   const std::vector<int64_t> shape = check_triple(spatial_shape, "spatial_shape", 1);
   const std::vector<int64_t> out_shape = check_output_grid(geo, shape, transposed);
   const at::Tensor c = in_coords.contiguous();
-  const int64_t n = c.size(0), volume = geo.ks[0] * geo.ks[1] * geo.ks[2];
+  const int64_t n = c.size(0), volume = geo.volume;
+  check_map_size(volume, n, "the candidate output sites (K x N_in)");
   at::Tensor keys = at::empty({n * volume}, c.options().dtype(at::kLong));
   at::Tensor errors = new_errors(c);
   if (n > 0)

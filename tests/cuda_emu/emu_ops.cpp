@@ -63,8 +63,8 @@ at::Tensor sparse_out_coords(const at::Tensor& in_coords, at::IntArrayRef kernel
 }
 
 at::Tensor sparse_conv(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
-                       const std::optional<at::Tensor>&) {
-  return cuda::sparse_conv::forward(emu::Launch{}, feats, weight, kmap);
+                       const std::optional<at::Tensor>& inv_map) {
+  return cuda::sparse_conv::forward(emu::Launch{}, feats, weight, kmap, inv_map);
 }
 
 std::tuple<at::Tensor, at::Tensor> sparse_conv_backward(const at::Tensor& grad_out, const at::Tensor& feats,
