@@ -238,3 +238,32 @@ def test_loss_modules_validate_at_construction():
         fastperc.SSIMLoss(1.0, win_size=4)
     with pytest.raises(TypeError, match="unknown SSIM options"):
         fastperc.SSIMLoss(1.0, winsize=3)
+
+
+def test_numpy_scalars_are_accepted_like_python_numbers():
+    np = pytest.importorskip("numpy")
+    x, y = pair((1, 2, 24, 24))
+    expected = fastperc.ssim(x, y, 1.0)
+    for data_range in (np.float32(1.0), np.float64(1.0), np.int64(1)):
+        assert fastperc.ssim(x, y, data_range).item() == expected.item()
+    assert fastperc.ssim(x, y, 1.0, win_size=np.int64(11), sigma=np.float32(1.5)).item() == expected.item()
+    ms = fastperc.ms_ssim(x, y, np.float32(1.0), win_size=3, weights=np.array([0.5, 0.5]))
+    assert torch.isfinite(ms)
+    assert fastperc.l1_ssim_loss(x, y, np.float64(1.0), ssim_weight=np.float32(0.2)).item() > 0
+
+
+def test_tiny_sigma_is_the_one_tap_window_not_nan():
+    # sigma^2 underflows to 0 below ~1e-154: the window used to be 0/0 = NaN. The limit is a delta.
+    w = window_1d(11, 1e-200, "gaussian", torch.float64, "cpu")
+    assert torch.equal(w, torch.eye(11, dtype=torch.float64)[5])
+    x, y = pair((1, 1, 20, 20))
+    s = fastperc.ssim(x, y, 1.0, sigma=1e-200, padding="zero", reduction="map")
+    assert torch.isfinite(s).all()
+    torch.testing.assert_close(s, fastperc.ssim(x, y, 1.0, win_size=1, reduction="map"), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("weights", [(0.5, float("nan")), (float("inf"), 0.5), (0.5, -0.1)])
+def test_ms_ssim_rejects_non_finite_or_negative_weights(weights):
+    x, y = pair((1, 1, 64, 64))
+    with pytest.raises(ValueError, match="weights must be finite and >= 0"):
+        fastperc.ms_ssim(x, y, 1.0, win_size=3, weights=weights)

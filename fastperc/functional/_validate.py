@@ -1,6 +1,8 @@
 """Argument checks of the public functions: clear Python errors before any kernel runs."""
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -28,3 +30,14 @@ def choice(value, name: str, allowed) -> str:
 def same_device(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.device != b.device:
         raise ValueError(f"{name_b} is on {b.device} but {name_a} is on {a.device}")
+
+
+
+def is_real(value) -> bool:
+    """A real number: Python or NumPy (np.float32(1.0) from an image pipeline is one), never a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real)
+
+
+def is_integer(value) -> bool:
+    """An integer: Python or NumPy (np.int64 from a config array is one), never a bool."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral)

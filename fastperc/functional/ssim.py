@@ -43,7 +43,9 @@ def window_1d(win_size: int, sigma: float, window: str, dtype: torch.dtype, devi
     if window == "uniform":
         return torch.full((win_size,), 1.0 / win_size, dtype=dtype, device=device)
     coords = torch.arange(win_size, dtype=torch.float64) - (win_size - 1) / 2
-    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    # (coords / sigma)^2 rather than coords^2 / sigma^2: sigma^2 underflows to 0 for sigma < ~1e-154,
+    # which made the window 0/0 = NaN; this way a tiny sigma is the limit, a one-tap (identity) window.
+    g = torch.exp(-0.5 * (coords / float(sigma)) ** 2)
     return (g / g.sum()).to(dtype=dtype, device=device)
 
 
@@ -68,15 +70,15 @@ def _check_pair(x, y):
 
 def check_options(data_range, win_size, sigma, window, k1, k2, padding, preset) -> str:
     """Validates the scalar SSIM options and returns the padding they select (a preset's, or "valid")."""
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)) or not math.isfinite(data_range) or data_range <= 0:
+    if not _validate.is_real(data_range) or not math.isfinite(data_range) or data_range <= 0:
         raise ValueError(f"data_range must be a finite number > 0 (e.g. 1.0 or 255), got {data_range!r}")
-    if isinstance(win_size, bool) or not isinstance(win_size, int) or win_size < 1 or win_size % 2 == 0:
+    if not _validate.is_integer(win_size) or win_size < 1 or win_size % 2 == 0:
         raise ValueError(f"win_size must be an odd integer >= 1, got {win_size!r}")
     _validate.choice(window, "window", ("gaussian", "uniform"))
-    if window == "gaussian" and not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if window == "gaussian" and not (_validate.is_real(sigma) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
     for name, k in (("k1", k1), ("k2", k2)):
-        if not (isinstance(k, (int, float)) and math.isfinite(k) and k > 0):
+        if not (_validate.is_real(k) and math.isfinite(k) and k > 0):
             raise ValueError(f"{name} must be > 0, got {k!r}")
     if preset is not None:
         _validate.choice(preset, "preset", tuple(PRESETS))
@@ -93,7 +95,8 @@ def _options(x, data_range, win_size, sigma, window, k1, k2, padding, preset):
         raise ValueError(f"with padding='valid' every spatial size {spatial} must be >= win_size={win_size}")
     if padding == "reflect" and min(spatial) <= (win_size - 1) // 2:
         raise ValueError(f"padding='reflect' needs every spatial size {spatial} > {(win_size - 1) // 2}")
-    w = window_1d(win_size, sigma, window, _accumulate(x.dtype), x.device)
+    w = window_1d(int(win_size), sigma, window, _accumulate(x.dtype), x.device)
+    data_range, k1, k2 = float(data_range), float(k1), float(k2)  # NumPy scalars become Python floats
     return w, (k1 * data_range) ** 2, (k2 * data_range) ** 2, PADDINGS[padding]
 
 
@@ -147,6 +150,10 @@ def ms_ssim(x, y, data_range, win_size: int = 11, sigma: float = 1.5, window: st
     weights = torch.as_tensor(weights, dtype=_accumulate(x.dtype), device=x.device)
     if weights.dim() != 1 or weights.numel() < 1:
         raise ValueError("weights must be a non-empty 1-D sequence")
+    # Exponents of the per-scale terms: NaN or inf would make MS-SSIM NaN, a negative one turns a
+    # clamped zero term into inf.
+    if not torch.compiler.is_compiling() and not (torch.isfinite(weights).all() and (weights >= 0).all()):
+        raise ValueError(f"weights must be finite and >= 0, got {weights.tolist()}")
     levels = weights.numel()
     smallest = min(x.shape[2:])
     pad_name = check_options(data_range, win_size, sigma, window, k1, k2, padding, preset)
@@ -177,7 +184,7 @@ def l1_ssim_loss(x, y, data_range=1.0, ssim_weight: float = 0.2, win_size: int =
     """The 3D Gaussian Splatting photometric loss (1 - w) * L1 + w * (1 - SSIM), w = 0.2, from one fused
     kernel pass (forward and backward). Zero "same" padding by default, as in the 3DGS code."""
     x, y = _check_pair(x, y)
-    if not (0.0 <= ssim_weight <= 1.0):
+    if not (_validate.is_real(ssim_weight) and 0.0 <= ssim_weight <= 1.0):
         raise ValueError(f"ssim_weight must be in [0, 1], got {ssim_weight!r}")
     w, c1, c2, pad = _options(x, data_range, win_size, sigma, window, k1, k2, padding if preset is None else None,
                               preset)

@@ -65,7 +65,7 @@ def rmse(x, y, reduction: str = "mean") -> torch.Tensor:
 
 
 def check_data_range(data_range) -> float:
-    if isinstance(data_range, bool) or not isinstance(data_range, (int, float)):
+    if not _validate.is_real(data_range):
         raise TypeError(f"data_range must be a number, got {type(data_range).__name__}")
     if not math.isfinite(data_range) or data_range <= 0:
         raise ValueError(f"data_range must be finite and > 0, got {data_range}")

@@ -102,16 +102,17 @@ def conv3d(x: SparseTensor, weight: torch.Tensor, bias=None, kernel_size=3, stri
             raise ValueError(f"submanifold convolution needs odd kernel sizes and stride 1, got {ks}, {st}")
         pd = tuple((k - 1) // 2 * d for k, d in zip(ks, dl))
         key = ("submanifold", ks, dl)
-        if key not in x.cache:
-            x.cache[key] = kernel_map(x.coords, x.coords, ks, st, pd, dl)
-        kmap = x.cache[key]
-        inv = _cached_inverse(x.cache, key, kmap, len(x.coords)) if torch.is_grad_enabled() else None
+        maps = x.maps
+        if key not in maps:
+            maps[key] = kernel_map(x.coords, x.coords, ks, st, pd, dl)
+        kmap = maps[key]
+        inv = _cached_inverse(maps, key, kmap, len(x.coords)) if torch.is_grad_enabled() else None
         out = apply_map(x.feats, weight, kmap, inv)
         out = out + bias if bias is not None else out
         return x.replace(out)
     pd = triple(padding, "padding", 0)
     template, kmap = _strided_sites(x, mode, ks, st, pd, dl)
-    inv = _cached_inverse(x.cache, (mode, ks, st, pd, dl), kmap, len(x.coords)) if torch.is_grad_enabled() else None
+    inv = _cached_inverse(x.maps, (mode, ks, st, pd, dl), kmap, len(x.coords)) if torch.is_grad_enabled() else None
     out = apply_map(x.feats, weight, kmap, inv)
     out = out + bias if bias is not None else out
     return template.replace(out)
@@ -122,7 +123,8 @@ def _strided_sites(x: SparseTensor, mode: str, ks, st, pd, dl):
     convolution of x, built once and cached on x."""
     transposed = mode == "transposed"
     key = (mode, ks, st, pd, dl)
-    if key not in x.cache:
+    maps = x.maps
+    if key not in maps:
         grid = output_grid(x.spatial_shape, ks, st, pd, dl, transposed)
         if min(grid) < 1:
             raise ValueError(f"the output grid {grid} of spatial_shape {x.spatial_shape} is empty")
@@ -132,8 +134,8 @@ def _strided_sites(x: SparseTensor, mode: str, ks, st, pd, dl):
         result = SparseTensor(coords, x.feats.new_empty((len(coords), 0)), new_stride, grid, _check=False)
         # The coarse tensor remembers how to go back: SparseInverseConv3d reuses this map.
         result.cache[("inverse_of", ks, st, pd, dl)] = (x, kmap)
-        x.cache[key] = (result, kmap)
-    return x.cache[key]
+        maps[key] = (result, kmap)
+    return maps[key]
 
 
 def pool3d(x: SparseTensor, kernel_size=2, stride=None, padding=0, dilation=1, reduce: str = "max") -> SparseTensor:
@@ -159,12 +161,15 @@ def inverse_conv3d(x: SparseTensor, weight, bias=None, kernel_size=3, stride=1, 
     its kernel map transposed: fine[i] = sum_k coarse[j] @ weight[k] over the (j, k) that read i."""
     ks = triple(kernel_size, "kernel_size", 1)
     key = ("inverse_of", ks, triple(stride, "stride", 1), triple(padding, "padding", 0), triple(dilation, "dilation", 1))
-    if key not in x.cache:
+    if key not in x.maps:
         raise ValueError("inverse_conv3d: x was not produced by a regular SparseConv3d with these kernel parameters")
-    fine, kmap = x.cache[key]
+    fine, kmap = x.maps[key]
+    forward_key = ("regular",) + key[1:]
+    if forward_key not in fine.maps:  # dropped: the fine sites were edited in place since x was made
+        raise ValueError("inverse_conv3d: the sites x was made from changed in place since; its map is stale")
     # The inverse convolution reads the down-convolution's map the other way (the same inverse that
     # convolution's backward caches on the fine tensor); its own backward reads that map as is.
-    inv = _cached_inverse(fine.cache, ("regular",) + key[1:], kmap, len(fine.coords))
+    inv = _cached_inverse(fine.maps, forward_key, kmap, len(fine.coords))
     out = apply_map(x.feats, weight, inv, kmap)
     out = out + bias if bias is not None else out
     return fine.replace(out)

@@ -26,6 +26,22 @@ def check_coords(coords, name: str = "coords") -> torch.Tensor:
     return coords
 
 
+def _check_sites(coords: torch.Tensor, spatial_shape) -> None:
+    """Sites of a SparseTensor (coords already of the right dtype and shape): in the key space, inside
+    spatial_shape, no duplicates."""
+    check_coords(coords)
+    if len(coords):
+        if (coords[:, 1:] >= torch.tensor(spatial_shape, device=coords.device)).any():
+            raise ValueError(f"coordinates must lie inside spatial_shape {spatial_shape}")
+        keys = coord_keys(coords)
+        if torch.unique(keys).numel() != keys.numel():
+            raise ValueError("coords holds duplicate sites; merge them first (fastperc.sparse.voxelize)")
+
+
+# Key of the kernel-map cache holding the version counter of the coords its maps were built from.
+SITES_VERSION = "sites_version"
+
+
 class SparseTensor:
     """Sites coords (N, 4) int32 = (batch, x, y, z) with features feats (N, C).
 
@@ -53,14 +69,31 @@ class SparseTensor:
         spatial_shape = tuple(int(v) for v in spatial_shape)
         if len(spatial_shape) != 3 or min(spatial_shape) < 1 or max(spatial_shape) > KEY_LIMIT:
             raise ValueError(f"spatial_shape must be 3 sizes in [1, {KEY_LIMIT}], got {spatial_shape}")
-        if _check and not torch.compiler.is_compiling() and len(coords):
-            if (coords[:, 1:] >= torch.tensor(spatial_shape, device=coords.device)).any():
-                raise ValueError(f"coordinates must lie inside spatial_shape {spatial_shape}")
-            keys = coord_keys(coords)
-            if torch.unique(keys).numel() != keys.numel():
-                raise ValueError("coords holds duplicate sites; merge them first (fastperc.sparse.voxelize)")
-        self.coords, self.feats, self.stride, self.spatial_shape = coords, feats, stride, spatial_shape
+        if _check and not torch.compiler.is_compiling():
+            _check_sites(coords, spatial_shape)
+        self._coords, self.feats, self.stride, self.spatial_shape = coords, feats, stride, spatial_shape
         self.cache = {} if _cache is None else _cache
+        if not torch.compiler.is_compiling():
+            self.cache.setdefault(SITES_VERSION, coords._version)
+
+    @property
+    def coords(self) -> torch.Tensor:
+        """The sites (N, 4) int32. Not assignable: the kernel maps cached for them would go stale. For new
+        sites make a new SparseTensor; features can be swapped with replace()."""
+        return self._coords
+
+    @property
+    def maps(self) -> dict:
+        """The kernel-map cache of these sites. Editing coords in place (x.coords[:, 1] += 1) bumps the
+        tensor's version counter: the sites are then checked again and every cached map is dropped,
+        so no convolution reads a map of the old sites."""
+        if not torch.compiler.is_compiling():
+            version = self.coords._version
+            if self.cache.get(SITES_VERSION, version) != version:
+                _check_sites(self.coords, self.spatial_shape)
+                self.cache.clear()
+            self.cache[SITES_VERSION] = version
+        return self.cache
 
     @property
     def batch_size(self) -> int:
@@ -131,13 +164,22 @@ def voxelize(points, voxel_size, batch=None, features=None, reduce: str = "mean"
     if points.dim() != 2 or points.shape[1] != 3 or len(points) == 0:
         raise ValueError(f"points must be (N > 0, 3), got shape {tuple(points.shape)}")
     _validate.choice(reduce, "reduce", ("mean", "sum", "first"))
+    finite = torch.isfinite(points).all(1)
+    if not finite.all():
+        # An inf point would stretch the grid or share a voxel with an inf feature; NaN has no voxel.
+        bad = int(torch.nonzero(~finite)[0])
+        raise ValueError(f"points must be finite: point {bad} is {points[bad].tolist()} "
+                         f"({int((~finite).sum())} non-finite points in all)")
     size = torch.as_tensor(voxel_size, dtype=points.dtype, device=points.device).reshape(-1)
-    if size.numel() not in (1, 3) or (size <= 0).any():
-        raise ValueError(f"voxel_size must be > 0 (one value or three), got {voxel_size!r}")
+    if size.numel() not in (1, 3) or not (torch.isfinite(size) & (size > 0)).all():
+        raise ValueError(f"voxel_size must be finite and > 0 (one value or three), got {voxel_size!r}")
     origin = points.amin(0)
-    grid = torch.floor((points - origin) / size).to(torch.int64)
-    if grid.max() >= KEY_LIMIT:
-        raise ValueError(f"the scan spans {int(grid.max()) + 1} voxels along an axis; at most {KEY_LIMIT} fit the key space")
+    cells = torch.floor((points - origin) / size)
+    # Checked before the int64 cast: a span that overflows to inf (1e308 apart) casts to garbage.
+    if not (cells < KEY_LIMIT).all():
+        raise ValueError(f"the points span {float(cells.max()) + 1:.6g} voxels along an axis; at most {KEY_LIMIT} fit "
+                         "the key space (use a larger voxel_size)")
+    grid = cells.to(torch.int64)
     b = torch.zeros(len(points), dtype=torch.int64, device=points.device) if batch is None else batch.to(torch.int64)
     if b.shape != (len(points),) or (b < 0).any() or (b >= BATCH_LIMIT).any():
         raise ValueError(f"batch must be (N,) with indices in [0, {BATCH_LIMIT - 1}]")
