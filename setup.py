@@ -44,6 +44,12 @@ def extension():
     # -ffp-contract=off: GCC contracts a*b+c into FMAs in C++ by default, which breaks exact identities
     # (SSIM(x, x) == 1, symmetric results); kernels that want FMAs ask for them explicitly.
     cxx = ["-O3", "-fopenmp", "-Wno-psabi", "-fno-math-errno", "-ffp-contract=off"]
+    link = ["-fopenmp"]
+    # FASTPERC_SANITIZE=address,undefined: the sanitizer build of tests/sanitize.sh (never for users).
+    sanitize = os.environ.get("FASTPERC_SANITIZE")
+    if sanitize:
+        cxx += ["-g", "-fno-omit-frame-pointer", "-fsanitize=" + sanitize]
+        link += ["-fsanitize=" + sanitize]
     define_macros = []
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
@@ -57,7 +63,7 @@ def extension():
             include_dirs=[os.path.join(ROOT, "csrc")],
             define_macros=define_macros,
             extra_compile_args={"cxx": cxx, "nvcc": nvcc},
-            extra_link_args=["-fopenmp"],
+            extra_link_args=link,
         )
     return cpp_extension.CppExtension(
         "fastperc._C",
@@ -65,7 +71,7 @@ def extension():
         include_dirs=[os.path.join(ROOT, "csrc")],
         define_macros=define_macros,
         extra_compile_args={"cxx": cxx},
-        extra_link_args=["-fopenmp"],
+        extra_link_args=link,
     )
 
 

@@ -13,6 +13,11 @@ CSRC = os.path.join(os.path.dirname(os.path.dirname(HERE)), "csrc")
 def load_emulated_ops():
     from torch.utils.cpp_extension import load
 
-    load(name="fastperc_cuda_emu", sources=[os.path.join(HERE, "emu_ops.cpp")], extra_include_paths=[CSRC, HERE],
-         extra_cflags=["-O2", "-std=c++20"], is_python_module=False, verbose=False)
+    # Under tests/sanitize.sh the emulated CUDA kernels are sanitized too (a separate build name, so the
+    # plain and the sanitized builds never overwrite each other's cache).
+    sanitize = os.environ.get("FASTPERC_SANITIZE")
+    flags = ["-O2", "-std=c++20"] + (["-g", "-fno-omit-frame-pointer", f"-fsanitize={sanitize}"] if sanitize else [])
+    load(name="fastperc_cuda_emu" + ("_sanitized" if sanitize else ""), sources=[os.path.join(HERE, "emu_ops.cpp")],
+         extra_include_paths=[CSRC, HERE], extra_cflags=flags,
+         extra_ldflags=[f"-fsanitize={sanitize}"] if sanitize else [], is_python_module=False, verbose=False)
     return torch.ops.fastperc_emu
