@@ -4,10 +4,15 @@
 #include "cpu/isa/ssim_tile.h"
 
 #pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
 #include "common/ssim_math.h"
 
 namespace fastperc {
 namespace cpu {
+namespace {
+#include "cpu/isa/vec_avx2.inc"
+}  // namespace
 
 #include "cpu/isa/ssim_tile_body.inc"
 

@@ -4,10 +4,15 @@
 #include "cpu/isa/ssim_tile.h"
 
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx2,fma")
+#include <immintrin.h>
+
 #include "common/ssim_math.h"
 
 namespace fastperc {
 namespace cpu {
+namespace {
+#include "cpu/isa/vec_avx512.inc"
+}  // namespace
 
 #include "cpu/isa/ssim_tile_body.inc"
 

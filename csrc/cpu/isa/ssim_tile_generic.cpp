@@ -7,6 +7,9 @@
 
 namespace fastperc {
 namespace cpu {
+namespace {
+#include "cpu/isa/vec_generic.inc"
+}  // namespace
 
 #include "cpu/isa/ssim_tile_body.inc"
 
