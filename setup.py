@@ -6,6 +6,7 @@ is found (FASTPERC_FORCE_CUDA=1 / FASTPERC_FORCE_CPU=1 override). Build with
 """
 import glob
 import os
+import platform
 import shutil
 
 # torch guesses CUDA_HOME from the `nvcc` on PATH; a shim in /usr/local/bin makes it guess /usr/local.
@@ -36,9 +37,27 @@ def rel(pattern):
     return sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, pattern)))
 
 
+# Per-ISA micro-kernels exist per architecture: x86-64 builds the AVX2/AVX-512 ones (immintrin.h,
+# `#pragma GCC target`), aarch64 the NEON ones (arm_neon.h); every other file compiles anywhere.
+ISA_FILE_ARCH = {"_avx": "x86_64", "_neon": "aarch64"}  # marker in csrc/cpu/isa/<kernel>_<isa>.cpp
+
+
+def cpu_sources(machine=None):
+    """The C++ sources of the CPU kernels for a target architecture (a platform.machine() name)."""
+    machine = (machine or platform.machine()).lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+    def builds_here(path):
+        arch = [a for marker, a in ISA_FILE_ARCH.items() if marker in os.path.basename(path)]
+        return not arch or arch[0] == machine
+
+    isa = [p for p in rel("csrc/cpu/isa/*.cpp") if builds_here(p)]
+    return rel("csrc/*.cpp") + rel("csrc/common/*.cpp") + rel("csrc/cpu/*.cpp") + isa
+
+
 def extension():
     use_cuda = want_cuda()
-    sources = rel("csrc/*.cpp") + rel("csrc/common/*.cpp") + rel("csrc/cpu/*.cpp") + rel("csrc/cpu/isa/*.cpp")
+    sources = cpu_sources()
     # -fopenmp on compile and link, or at::parallel_for silently runs on one thread. No -march=native:
     # the SIMD micro-kernels are compiled per ISA (csrc/cpu/isa) and picked at run time.
     # -ffp-contract=off: GCC contracts a*b+c into FMAs in C++ by default, which breaks exact identities
@@ -75,8 +94,10 @@ def extension():
     )
 
 
-setup(
-    packages=find_packages(include=["fastperc", "fastperc.*"]),
-    ext_modules=[extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
-)
+# Run by pip / setuptools (as __main__); tests/test_aarch64.py imports cpu_sources() from here.
+if __name__ == "__main__":
+    setup(
+        packages=find_packages(include=["fastperc", "fastperc.*"]),
+        ext_modules=[extension()],
+        cmdclass={"build_ext": cpp_extension.BuildExtension.with_options(use_ninja=True)},
+    )

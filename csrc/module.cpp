@@ -26,9 +26,11 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
 #endif
     info["cpu_isa_best"] = fastperc::cpu::isa_name(fastperc::cpu::best_supported_isa());
     info["cpu_isa_active"] = fastperc::cpu::isa_name(fastperc::cpu::active_isa());
+    info["cpu_isas"] = fastperc::cpu::supported_isa_names();
     return info;
   });
   m.def("set_cpu_isa", &fastperc::cpu::set_active_isa, py::arg("name"),
-        "Use the micro-kernels of a lower ISA (generic, avx2, avx512) for testing and comparison.");
+        "Use the micro-kernels of a lower ISA (generic, avx2, avx512 on x86-64; generic, neon on aarch64) for "
+        "testing and comparison.");
   m.def("cpu_isa", [] { return std::string(fastperc::cpu::isa_name(fastperc::cpu::active_isa())); });
 }

@@ -25,6 +25,7 @@ def info(print_table: bool = True) -> dict:
         "cpu_kernels": bool(build),
         "cpu_isa": build.get("cpu_isa_active"),
         "cpu_isa_best": build.get("cpu_isa_best"),
+        "cpu_isas": build.get("cpu_isas"),  # what FASTPERC_CPU_ISA may cap to on this CPU
         "openmp": build.get("openmp"),
         "threads": torch.get_num_threads(),
         "cuda_kernels": bool(build.get("cuda")),

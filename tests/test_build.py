@@ -18,7 +18,8 @@ def test_cpu_kernel_for_every_op():
         assert _backend.KERNELS[(op, "cpu")], op
     info = _backend.build_info()
     assert info["openmp"], "built without OpenMP: at::parallel_for would run on one thread"
-    assert info["cpu_isa_active"] in ("generic", "avx2", "avx512")
+    assert info["cpu_isa_active"] in ("generic", "avx2", "avx512", "neon")
+    assert info["cpu_isa_active"] in info["cpu_isas"].split(",")
 
 
 def test_every_schema_has_a_kernel_file_per_device():

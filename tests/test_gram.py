@@ -26,7 +26,10 @@ def test_forward_matches_reference(shape, dtype):
     assert out.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
     assert out.shape == (shape[0], shape[1], shape[1])
     assert rel_err(out, truth(x, scale)) < TOL[dtype]
-    assert rel_err(out, reference.gram(x, scale)) < TOL[dtype]
+    # The reference accumulates float32 in torch's own bmm order, whose error on long rows depends on the
+    # platform's BLAS (1.7e-5 against float64 at N = 20000 on aarch64): allowed for on top of ours.
+    ref = reference.gram(x, scale)
+    assert rel_err(out, ref) < TOL[dtype] + rel_err(ref, truth(x, scale))
     assert torch.equal(out, out.transpose(1, 2)), "Gram must be exactly symmetric"
 
 

@@ -4,23 +4,51 @@
 
 #include <atomic>
 #include <cstdlib>
+#include <vector>
+
+#include "cpu/isa/arch.h"
+#if defined(FASTPERC_ARM64)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
 
 namespace fastperc {
 namespace cpu {
 namespace {
 
+// This architecture's ISAs, lowest first: a cap names one of them, and picks the lower of it and the
+// best the CPU supports.
+std::vector<Isa> architecture_isas() {
+#if defined(FASTPERC_X86)
+  return {Isa::generic, Isa::avx2, Isa::avx512};
+#elif defined(FASTPERC_ARM64)
+  return {Isa::generic, Isa::neon};
+#else
+  return {Isa::generic};
+#endif
+}
+
+// Position in architecture_isas(), or -1 for another architecture's ISA.
+int isa_rank(Isa isa) {
+  const std::vector<Isa> all = architecture_isas();
+  for (size_t i = 0; i < all.size(); ++i)
+    if (all[i] == isa) return static_cast<int>(i);
+  return -1;
+}
+
 Isa parse_isa(const std::string& name) {
-  if (name == "generic") return Isa::generic;
-  if (name == "avx2") return Isa::avx2;
-  if (name == "avx512") return Isa::avx512;
-  TORCH_CHECK(false, "fastperc: unknown CPU ISA '", name, "'; expected generic, avx2 or avx512");
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512, Isa::neon})
+    if (name == isa_name(isa)) return isa;
+  TORCH_CHECK(false, "fastperc: unknown CPU ISA '", name, "'; expected one of generic, avx2, avx512, neon");
 }
 
 Isa initial_isa() {
   const char* env = std::getenv("FASTPERC_CPU_ISA");
   if (env == nullptr || *env == '\0') return best_supported_isa();
   const Isa wanted = parse_isa(env);
-  return static_cast<int>(wanted) <= static_cast<int>(best_supported_isa()) ? wanted : best_supported_isa();
+  // Another architecture's ISA (avx2 on aarch64) caps nothing; a higher one than the CPU has, neither.
+  const int rank = isa_rank(wanted);
+  return rank >= 0 && rank <= isa_rank(best_supported_isa()) ? wanted : best_supported_isa();
 }
 
 std::atomic<int>& active_slot() {
@@ -31,14 +59,21 @@ std::atomic<int>& active_slot() {
 }  // namespace
 
 Isa best_supported_isa() {
-  // libgcc's checks include the OS's XSAVE support for the wider registers.
   static const Isa best = [] {
+#if defined(FASTPERC_X86)
+    // libgcc's checks include the OS's XSAVE support for the wider registers.
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
       return Isa::avx512;
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::avx2;
     return Isa::generic;
+#elif defined(FASTPERC_ARM64)
+    // ASIMD is part of the aarch64 base profile; the kernel still says so in the HWCAP bits.
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMD) ? Isa::neon : Isa::generic;
+#else
+    return Isa::generic;
+#endif
   }();
   return best;
 }
@@ -46,17 +81,22 @@ Isa best_supported_isa() {
 Isa active_isa() { return static_cast<Isa>(active_slot().load()); }
 
 bool bf16_dot_supported() {
+#if defined(FASTPERC_X86)
   static const bool has = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512bf16") != 0;
   }();
   return has && active_isa() == Isa::avx512;
+#else
+  return false;
+#endif
 }
 
 void set_active_isa(const std::string& name) {
   const Isa wanted = parse_isa(name);
-  TORCH_CHECK(static_cast<int>(wanted) <= static_cast<int>(best_supported_isa()), "fastperc: this CPU does not support ",
-              name, " (best: ", isa_name(best_supported_isa()), ")");
+  const int rank = isa_rank(wanted);
+  TORCH_CHECK(rank >= 0 && rank <= isa_rank(best_supported_isa()), "fastperc: this CPU does not support ", name,
+              " (supported: ", supported_isa_names(), ")");
   active_slot().store(static_cast<int>(wanted));
 }
 
@@ -64,57 +104,44 @@ const char* isa_name(Isa isa) {
   switch (isa) {
     case Isa::avx512: return "avx512";
     case Isa::avx2: return "avx2";
+    case Isa::neon: return "neon";
     default: return "generic";
   }
 }
 
-GramTile<float> gram_tile_f32() {
-  switch (active_isa()) {
-    case Isa::avx512: return gram_tile_f32_avx512();
-    case Isa::avx2: return gram_tile_f32_avx2();
-    default: return gram_tile_f32_generic();
-  }
+std::string supported_isa_names() {
+  std::string names;
+  for (Isa isa : architecture_isas())
+    if (isa_rank(isa) <= isa_rank(best_supported_isa())) names += std::string(names.empty() ? "" : ",") + isa_name(isa);
+  return names;
 }
 
-GramTile<double> gram_tile_f64() {
-  switch (active_isa()) {
-    case Isa::avx512: return gram_tile_f64_avx512();
-    case Isa::avx2: return gram_tile_f64_avx2();
-    default: return gram_tile_f64_generic();
+// One tile set per ISA of this architecture; the generic one everywhere.
+#if defined(FASTPERC_X86)
+#define FASTPERC_PICK(stem)                   \
+  switch (active_isa()) {                     \
+    case Isa::avx512: return stem##_avx512(); \
+    case Isa::avx2: return stem##_avx2();     \
+    default: return stem##_generic();         \
   }
-}
+#elif defined(FASTPERC_ARM64)
+#define FASTPERC_PICK(stem)               \
+  switch (active_isa()) {                 \
+    case Isa::neon: return stem##_neon(); \
+    default: return stem##_generic();     \
+  }
+#else
+#define FASTPERC_PICK(stem) return stem##_generic();
+#endif
 
-SparseTile<float> sparse_tile_f32() {
-  switch (active_isa()) {
-    case Isa::avx512: return sparse_tile_f32_avx512();
-    case Isa::avx2: return sparse_tile_f32_avx2();
-    default: return sparse_tile_f32_generic();
-  }
-}
+GramTile<float> gram_tile_f32() { FASTPERC_PICK(gram_tile_f32) }
+GramTile<double> gram_tile_f64() { FASTPERC_PICK(gram_tile_f64) }
+SparseTile<float> sparse_tile_f32() { FASTPERC_PICK(sparse_tile_f32) }
+SparseTile<double> sparse_tile_f64() { FASTPERC_PICK(sparse_tile_f64) }
+SsimTile<float> ssim_tile_f32() { FASTPERC_PICK(ssim_tile_f32) }
+SsimTile<double> ssim_tile_f64() { FASTPERC_PICK(ssim_tile_f64) }
 
-SparseTile<double> sparse_tile_f64() {
-  switch (active_isa()) {
-    case Isa::avx512: return sparse_tile_f64_avx512();
-    case Isa::avx2: return sparse_tile_f64_avx2();
-    default: return sparse_tile_f64_generic();
-  }
-}
-
-SsimTile<float> ssim_tile_f32() {
-  switch (active_isa()) {
-    case Isa::avx512: return ssim_tile_f32_avx512();
-    case Isa::avx2: return ssim_tile_f32_avx2();
-    default: return ssim_tile_f32_generic();
-  }
-}
-
-SsimTile<double> ssim_tile_f64() {
-  switch (active_isa()) {
-    case Isa::avx512: return ssim_tile_f64_avx512();
-    case Isa::avx2: return ssim_tile_f64_avx2();
-    default: return ssim_tile_f64_generic();
-  }
-}
+#undef FASTPERC_PICK
 
 }  // namespace cpu
 }  // namespace fastperc

@@ -11,12 +11,16 @@
 namespace fastperc {
 namespace cpu {
 
-enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+// generic: portable C++ for any CPU. x86-64: avx2 (with FMA), avx512 (F, VL, DQ, BW). aarch64: neon
+// (ASIMD, 128-bit, with FMA). Each architecture orders its own: generic < avx2 < avx512, generic < neon.
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2, neon = 3 };
 
 Isa best_supported_isa();
 Isa active_isa();
 void set_active_isa(const std::string& name);  // throws for an unknown or unsupported ISA
 const char* isa_name(Isa isa);
+// The ISAs this build can run on this CPU, lowest first (what `FASTPERC_CPU_ISA` may name).
+std::string supported_isa_names();
 // AVX512-BF16 dot products are there and the active ISA is avx512 (a lower cap turns them off too).
 bool bf16_dot_supported();
 

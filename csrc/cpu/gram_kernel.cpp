@@ -117,6 +117,7 @@ template <typename scalar_t, typename acc_t, typename packed_t, typename Pack>
 void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const GramPlan<packed_t, acc_t>& plan,
                     Pack&& pack_panels_of) {
   const int mr = plan.mr, nr = plan.nr, step = plan.step;
+  TORCH_INTERNAL_ASSERT(nr % mr == 0, "fastperc: Gram tile ", mr, " x ", nr, ": mr must divide nr");
   const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
   const int64_t sb = x.stride(0);
   // mr divides nr: tile rows are read from the same packed panels as tile columns.
@@ -178,6 +179,7 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   TORCH_CHECK(x.device().is_cpu(), "fastperc: gram_cpu got a tensor on ", x.device());
   at::Tensor out = at::empty({x.size(0), x.size(1), x.size(1)}, x.options().dtype(accumulate_type(x.scalar_type())));
   const int64_t sc = x.stride(1), sn = x.stride(2), C = x.size(1);
+#if defined(FASTPERC_X86)
   if (x.scalar_type() == at::kBFloat16 && sn == 1 && bf16_dot_supported()) {
     // bf16 products are exact in float32: pairs of them summed by vdpbf16ps, float32 accumulation.
     const GramTileBf16 t = gram_tile_bf16_avx512();
@@ -188,6 +190,7 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
             uint32_t* dst) { pack_bf16_pairs(xb, sc, C, first_row, panels, width, k0, k_len, dst); });
     return out;
   }
+#endif
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const GramTile<acc_t> tile = active_gram_tile<acc_t>();

@@ -11,6 +11,8 @@
 // The driver (cpu/gram_kernel.cpp) picks one at run time (cpu/cpu_isa.cpp).
 #include <cstdint>
 
+#include "cpu/isa/arch.h"
+
 namespace fastperc {
 namespace cpu {
 
@@ -34,12 +36,17 @@ struct GramTileBf16 {
   void (*tile)(int64_t pairs, const uint32_t* a, int64_t lda, const uint32_t* b, int64_t ldb, float* c, int64_t ldc,
                bool accumulate);
 };
-GramTileBf16 gram_tile_bf16_avx512();  // only where bf16_dot_supported()
 
+#if defined(FASTPERC_X86)
+GramTileBf16 gram_tile_bf16_avx512();  // only where bf16_dot_supported()
 GramTile<float> gram_tile_f32_avx512();
 GramTile<double> gram_tile_f64_avx512();
 GramTile<float> gram_tile_f32_avx2();
 GramTile<double> gram_tile_f64_avx2();
+#elif defined(FASTPERC_ARM64)
+GramTile<float> gram_tile_f32_neon();
+GramTile<double> gram_tile_f64_neon();
+#endif
 GramTile<float> gram_tile_f32_generic();
 GramTile<double> gram_tile_f64_generic();
 

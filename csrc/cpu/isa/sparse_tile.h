@@ -9,6 +9,8 @@
 // cpu/cpu_isa.cpp picks one at run time.
 #include <cstdint>
 
+#include "cpu/isa/arch.h"
+
 namespace fastperc {
 namespace cpu {
 
@@ -40,10 +42,15 @@ struct SparseTile {
   int n_pairs;
 };
 
+#if defined(FASTPERC_X86)
 SparseTile<float> sparse_tile_f32_avx512();
 SparseTile<double> sparse_tile_f64_avx512();
 SparseTile<float> sparse_tile_f32_avx2();
 SparseTile<double> sparse_tile_f64_avx2();
+#elif defined(FASTPERC_ARM64)
+SparseTile<float> sparse_tile_f32_neon();
+SparseTile<double> sparse_tile_f64_neon();
+#endif
 SparseTile<float> sparse_tile_f32_generic();
 SparseTile<double> sparse_tile_f64_generic();
 

@@ -3,6 +3,8 @@
 // plain loops over contiguous tile buffers that the compiler vectorises for that ISA.
 #include <cstdint>
 
+#include "cpu/isa/arch.h"
+
 namespace fastperc {
 namespace cpu {
 
@@ -25,10 +27,15 @@ struct SsimTile {
   void (*pixel_grads)(const T* m, int64_t n, T c1, T c2, const T* gs, const T* gc, T* d);
 };
 
+#if defined(FASTPERC_X86)
 SsimTile<float> ssim_tile_f32_avx512();
 SsimTile<double> ssim_tile_f64_avx512();
 SsimTile<float> ssim_tile_f32_avx2();
 SsimTile<double> ssim_tile_f64_avx2();
+#elif defined(FASTPERC_ARM64)
+SsimTile<float> ssim_tile_f32_neon();
+SsimTile<double> ssim_tile_f64_neon();
+#endif
 SsimTile<float> ssim_tile_f32_generic();
 SsimTile<double> ssim_tile_f64_generic();
 

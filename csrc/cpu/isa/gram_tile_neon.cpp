@@ -1,0 +1,22 @@
+// aarch64 ASIMD (NEON) micro-kernels: 4 x 20 floats (20 q-register accumulators of the 32) and 4 x 12
+// doubles (24). mr must divide nr (tile rows are read from the column panels). Not timed on ARM
+// hardware yet.
+#include <cstdint>
+
+#include "cpu/isa/gram_tile.h"
+
+#include <arm_neon.h>
+
+namespace fastperc {
+namespace cpu {
+namespace {
+#include "cpu/isa/vec_neon.inc"
+}  // namespace
+
+#include "cpu/isa/gram_tile_body.inc"
+
+GramTile<float> gram_tile_f32_neon() { return {4, 20, &gram_tile<F32x4, 4, 5>, nullptr}; }
+GramTile<double> gram_tile_f64_neon() { return {4, 12, &gram_tile<F64x2, 4, 6>, nullptr}; }
+
+}  // namespace cpu
+}  // namespace fastperc
