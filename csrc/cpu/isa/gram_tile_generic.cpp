@@ -1,4 +1,5 @@
-// Portable micro-kernels (baseline x86-64 / any CPU): scalar code the compiler may vectorise.
+// Portable micro-kernels (baseline x86-64 / any CPU) on 16-byte vectors: 4 x 8 floats and 4 x 4 doubles
+// (8 and 8 accumulators of the 16 SSE2 registers).
 #include <cstdint>
 
 #include "cpu/isa/gram_tile.h"
@@ -11,8 +12,8 @@ namespace {
 
 #include "cpu/isa/gram_tile_body.inc"
 
-GramTile<float> gram_tile_f32_generic() { return {4, 8, &gram_tile<Scalar1<float>, 4, 8>, nullptr}; }
-GramTile<double> gram_tile_f64_generic() { return {4, 8, &gram_tile<Scalar1<double>, 4, 8>, nullptr}; }
+GramTile<float> gram_tile_f32_generic() { return {4, 8, &gram_tile<Vec16<float>, 4, 2>, nullptr}; }
+GramTile<double> gram_tile_f64_generic() { return {4, 4, &gram_tile<Vec16<double>, 4, 2>, nullptr}; }
 
 }  // namespace cpu
 }  // namespace fastperc
