@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import platform
+import re
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -272,9 +274,21 @@ def gemm_peak_gflops(device: str, dtype=torch.float32) -> float:
 
 
 def flops(op: str, mode: str, shape: tuple) -> float:
+    """Useful floating-point operations of one call. Gram ops: 2BC^2N forward, 6BC^2N forward+backward
+    (dense-equivalent, whatever the implementation does). SSIM ops (11-tap window, per pixel of each
+    channel): the five moments filtered along each axis, 5 x 2 x 11 per axis, 3 products and ~20 for
+    SSIM/CS (2D: 243, 3D: 353); the backward adds ~40 for the moment gradients, the adjoint filter (as
+    much as the forward's) and ~10 to combine; MS-SSIM sums its scales (4/3 of the first), L1 + SSIM
+    adds 3. An implementation that recomputes or stores more is not credited for it."""
     b, c = shape[0], shape[1]
     n = math.prod(shape[2:])
-    return (2 if mode == "fwd" else 6) * b * c * c * n
+    if op in GRAM_OPS:
+        return (2 if mode == "fwd" else 6) * b * c * c * n
+    axes = len(shape) - 2
+    filters = 5 * 2 * 11 * axes
+    per_pixel = filters + 23 if mode == "fwd" else 2 * filters + 23 + 50
+    scale = 4 / 3 if op == "msssim" else 1.0
+    return (per_pixel + (3 if op == "l1ssim" else 0)) * b * c * n * scale
 
 
 def default_shapes(op: str, device: str, quick: bool):
@@ -287,53 +301,132 @@ def default_shapes(op: str, device: str, quick: bool):
     return IMAGE_QUICK if quick else IMAGE_SHAPES[device]
 
 
+def cpu_isas(spec: str | None):
+    """The CPU ISAs a --isa value names, lowest first: "all" = every one this CPU runs, or a
+    comma-separated list; None = only the active one."""
+    if spec is None:
+        return None
+    supported = _backend.build_info().get("cpu_isas", "").split(",")
+    wanted = supported if spec == "all" else spec.split(",")
+    unknown = [isa for isa in wanted if isa not in supported]
+    if unknown:
+        raise ValueError(f"--isa {spec}: this CPU runs {', '.join(supported)}; not {', '.join(unknown)}")
+    return [isa for isa in supported if isa in wanted]
+
+
+# What a CPU of each ISA runs, for every implementation in the process: fastperc's micro-kernels
+# (FASTPERC_CPU_ISA), torch's own vectorised kernels (ATEN_CPU_CAPABILITY), MKL's GEMMs
+# (MKL_ENABLE_INSTRUCTIONS) and oneDNN's convolutions (ONEDNN_MAX_CPU_ISA). Capping all of them makes
+# an AVX-512 machine time the avx2 and generic paths against peers that run as they would on such a CPU.
+ISA_ENV = {
+    "generic": {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
+                "ONEDNN_MAX_CPU_ISA": "SSE41"},
+    "avx2": {"FASTPERC_CPU_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+             "ONEDNN_MAX_CPU_ISA": "AVX2"},
+    "avx512": {"FASTPERC_CPU_ISA": "avx512", "ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
+               "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+    "neon": {"FASTPERC_CPU_ISA": "neon"},
+}
+
+
+def run_per_isa(bench_args, isas, json_dir: str) -> dict:
+    """`fastperc bench BENCH_ARGS` once per ISA, each in a fresh process capped by ISA_ENV (the caps
+    take effect only when a library loads). Returns {isas, per_isa: {isa: result}}."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    per_isa = {}
+    for isa in isas:
+        path = os.path.join(json_dir, f"bench-{isa}.json")
+        env = dict(os.environ, **ISA_ENV.get(isa, {"FASTPERC_CPU_ISA": isa}))
+        if isa == "generic" and _backend.build_info().get("cpu_isa_best") == "neon":
+            env["ATEN_CPU_CAPABILITY"] = "default"
+        print(f"fastperc bench: timing every implementation as a {isa} CPU runs it ...", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-m", "fastperc.cli", "bench", *bench_args, "--json", path], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        with open(path) as fh:
+            per_isa[isa] = json.load(fh)
+    return {"isas": list(isas), "per_isa": per_isa}
+
+
+def cpu_model() -> dict:
+    """The CPU's model name and the vector flags that pick the micro-kernels (Linux /proc/cpuinfo)."""
+    info = {"model": platform.processor() or platform.machine(), "flags": ""}
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return info
+    for key in ("model name", "Model", "CPU part"):
+        hit = re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
+        if hit:
+            info["model"] = hit.group(1).strip()
+            break
+    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
+    if flags:
+        wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "amx_bf16", "asimd", "sve")
+        info["flags"] = " ".join(f for f in flags.group(1).split() if f in wanted)
+    return info
+
+
 def run(ops=DEFAULT_OPS, device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time: float = 0.3):
-    """Runs the comparison and returns {device, dtype, gemm_peak_gflops, threads, rows, missing_peers}."""
-    peak = gemm_peak_gflops(device) if any(op in GRAM_OPS for op in ops) else None
+    """Runs the comparison and returns {device, dtype, gemm_peak_gflops, threads, cpu, isa, capability,
+    rows, missing_peers}: isa is fastperc's active CPU micro-kernel ISA, capability torch's."""
+    peak = gemm_peak_gflops(device)
     rows = []
     for op in ops:
         for mode in MODES:
             for shape in default_shapes(op, device, quick):
-                group = []
-                for case in cases(op, mode, shape, device, dtype):
-                    truth = case.truth().double()
-                    start = time.perf_counter()
-                    result = case.run().double().to(truth.device)
-                    first = time.perf_counter() - start
-                    err = ((result - truth).abs().max() / truth.abs().max().clamp_min(1e-300)).item()
-                    if first > SLOW_CALL_S:  # a peer taking seconds per call (kornia's 3D SSIM): one more run
-                        ms = time_ms(case.run, device, min_runs=1, max_runs=1, warmup=0)
-                    else:
-                        ms = time_ms(case.run, device, min_time=0.05 if quick else min_time)
-                    row = dict(op=op, mode=mode, shape="x".join(map(str, shape)), impl=case.impl, ms=ms, err=err)
-                    if op in GRAM_OPS:
-                        row["gflops"] = flops(op, mode, shape) / ms / 1e6
-                        row["peak_pct"] = 100 * row["gflops"] / peak
-                    else:
-                        row["mpx_s"] = math.prod(shape) / ms / 1e3
-                    group.append(row)
+                group = [_measure(case, op, mode, shape, device, quick, min_time, peak)
+                         for case in cases(op, mode, shape, device, dtype)]
                 fast = next(r["ms"] for r in group if r["impl"] == "fastperc")
                 for row in group:
                     row["fastperc_speedup"] = row["ms"] / fast
                 rows.extend(group)
     missing = [p for p in ("pytorch_msssim", "kornia", "torchmetrics", "piq", "skimage") if _peer(p) is None]
+    loaded = _backend.extension_loaded()
     return {"device": device, "dtype": str(dtype).replace("torch.", ""), "gemm_peak_gflops": peak,
-            "threads": torch.get_num_threads(), "rows": rows, "missing_peers": missing}
+            "threads": torch.get_num_threads(), "cpu": cpu_model(), "isa": _backend._C.cpu_isa() if loaded else None,
+            "capability": torch.backends.cpu.get_cpu_capability(), "rows": rows, "missing_peers": missing}
+
+
+def _measure(case, op, mode, shape, device, quick, min_time, peak) -> dict:
+    truth = case.truth().double()
+    start = time.perf_counter()
+    result = case.run().double().to(truth.device)
+    first = time.perf_counter() - start
+    err = ((result - truth).abs().max() / truth.abs().max().clamp_min(1e-300)).item()
+    if first > SLOW_CALL_S:  # a peer taking seconds per call (kornia's 3D SSIM): one more run
+        ms = time_ms(case.run, device, min_runs=1, max_runs=1, warmup=0)
+    else:
+        ms = time_ms(case.run, device, min_time=0.05 if quick else min_time)
+    row = dict(op=op, mode=mode, shape="x".join(map(str, shape)), impl=case.impl, ms=ms, err=err)
+    row["gflops"] = flops(op, mode, shape) / ms / 1e6
+    row["peak_pct"] = 100 * row["gflops"] / peak
+    if op not in GRAM_OPS:
+        row["mpx_s"] = math.prod(shape) / ms / 1e3
+    return row
 
 
 def format_table(result: dict) -> str:
     peak = result["gemm_peak_gflops"]
     head = f"device={result['device']} dtype={result['dtype']} threads={result['threads']}"
+    if result["device"] == "cpu" and result.get("cpu"):
+        head += f" cpu={result['cpu']['model']} ({result['cpu']['flags']}) fastperc isa={result.get('isa')}"
+        head += f" torch capability={result.get('capability')}"
     if peak:
         head += f" GEMM peak (torch.mm)={peak:.0f} GFLOP/s"
     cols = (f"{'op':<7}{'mode':<9}{'shape':<17}{'impl':<19}{'ms':>9}{'rate':>16}{'%peak':>7}"
             f"{'fastperc speedup':>18}{'err':>10}")
     lines = [head, cols, "-" * len(cols)]
     for r in result["rows"]:
-        rate = f"{r['gflops']:.1f} GFLOP/s" if "gflops" in r else f"{r['mpx_s']:.1f} Mpx/s"
+        rate = f"{r['gflops']:.1f} GFLOP/s" if r["op"] in GRAM_OPS else f"{r['mpx_s']:.1f} Mpx/s"
         pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
         lines.append(f"{r['op']:<7}{r['mode']:<9}{r['shape']:<17}{r['impl']:<19}{r['ms']:>9.3f}{rate:>16}{pct:>7}"
                      f"{r['fastperc_speedup']:>17.2f}x{r['err']:>10.1e}")
+    lines.append("%peak: the row's useful GFLOP/s (fastperc.bench.flops: what the op needs, not what an "
+                 "implementation does) over torch.mm's in this run; a row that does less than counted can pass 100.")
     lines.extend(summary_lines(result))
     if result.get("missing_peers"):
         lines.append("peers not installed (pip install fastperc[peers]): " + ", ".join(result["missing_peers"]))
@@ -344,26 +437,79 @@ def _geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
+def _comparison(op: str) -> str:
+    """What fastperc is compared with: torch's composite for the Gram ops, the fastest peer for SSIM
+    (l1ssim has no peer on the CPU: the 3DGS code written with torch ops is the comparison)."""
+    return "torch" if op in GRAM_OPS else "the fastest other implementation"
+
+
+def _others(rows):
+    """The rows fastperc is compared with (not fastperc's own rows, not its pure-PyTorch reference, not a
+    peer that failed to run)."""
+    others = [r for r in rows if r["impl"] not in ("fastperc", "reference") and r["ms"] == r["ms"]]
+    if rows and rows[0].get("op") in GRAM_OPS:
+        others = [r for r in others if r["impl"] == "torch"]
+    return others
+
+
+def _groups(rows):
+    """(op, mode, shape) -> rows, in the order measured (the perceptual bench's rows name a "what")."""
+    out = {}
+    for r in rows:
+        out.setdefault((r.get("op", "step"), r.get("mode", r.get("what", "")), r["shape"]), []).append(r)
+    return out
+
+
+def format_per_isa(combined: dict, table=None) -> str:
+    """Each ISA's full table, then fastperc per ISA side by side with the fastest other implementation
+    on the same (capped) CPU, and a flag wherever an ISA is slower than the one below it."""
+    isas, per_isa = combined["isas"], combined["per_isa"]
+    lines = []
+    for isa in isas:
+        lines += [f"=== as a {isa} CPU runs it ===", (table or format_table)(per_isa[isa]), ""]
+    lines.append("fastperc per CPU ISA, side by side (x: times faster than the fastest other implementation "
+                 "on the same capped CPU; %pk: of that run's torch.mm)")
+    cols = (f"{'op':<7}{'mode':<9}{'shape':<17}" + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>7}" for isa in isas))
+    lines += [cols, "-" * len(cols)]
+    groups = {isa: _groups(per_isa[isa]["rows"]) for isa in isas}
+    for key in groups[isas[0]]:
+        line = f"{key[0]:<7}{key[1]:<9}{key[2]:<17}"
+        ms = {}
+        for isa in isas:
+            rows = groups[isa].get(key, [])
+            ours = next((r for r in rows if r["impl"] == "fastperc"), None)
+            others = _others(rows)
+            if ours is None:
+                line += f"{'-':>24}"
+                continue
+            ms[isa] = ours["ms"]
+            ratio = f"{min(r['ms'] for r in others) / ours['ms']:.2f}x" if others else "-"
+            line += f"{ours['ms']:>12.3f}{ours.get('peak_pct', float('nan')):>5.0f}{ratio:>7}"
+        lines.append(line)
+        slower = [f"{hi} {ms[hi]:.2f} ms > {lo} {ms[lo]:.2f} ms"
+                  for lo, hi in zip(isas, isas[1:]) if lo in ms and hi in ms and ms[hi] > ms[lo]]
+        if slower:
+            lines.append(f"    SLOWER THAN THE ISA BELOW: {'; '.join(slower)}")
+    if table is None or table is format_table:
+        for isa in isas:
+            lines += [f"[{isa}] {line}" for line in summary_lines(per_isa[isa])]
+    return "\n".join(lines)
+
+
 def summary_lines(result: dict):
     """Per op and mode: geometric-mean speedup over torch (Gram ops) or over the fastest other
     implementation that is not fastperc's own reference (SSIM ops)."""
     out = []
-    rows = result["rows"]
+    groups = _groups(result["rows"])
     for op in OPS:
         for mode in MODES:
-            sel = [r for r in rows if r["op"] == op and r["mode"] == mode]
-            if not sel:
-                continue
-            shapes = sorted({r["shape"] for r in sel}, key=lambda s: [r["shape"] for r in sel].index(s))
             ratios = []
-            for shape in shapes:
-                others = [r for r in sel if r["shape"] == shape and r["impl"] not in ("fastperc", "reference")]
-                if op in GRAM_OPS:
-                    others = [r for r in others if r["impl"] == "torch"]
-                if others:
-                    ratios.append(min(r["fastperc_speedup"] for r in others))
+            for key in (k for k in groups if k[0] == op and k[1] == mode):
+                others = _others(groups[key])
+                ours = [r for r in groups[key] if r["impl"] == "fastperc"]
+                if others and ours:
+                    ratios.append(min(r["ms"] for r in others) / ours[0]["ms"])
             if ratios:
-                what = "torch" if op in GRAM_OPS else "the fastest peer"
-                out.append(f"fastperc {op} {mode}: geometric-mean speedup over {what} {_geomean(ratios):.2f}x "
-                           f"(min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+                out.append(f"fastperc {op} {mode}: geometric-mean speedup over {_comparison(op)} "
+                           f"{_geomean(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
     return out

@@ -33,6 +33,8 @@ def _cmd_bench(args) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.isa:
+        return _bench_per_isa(args)
     if args.op == "perceptual":
         from fastperc import bench_perceptual
 
@@ -53,6 +55,38 @@ def _cmd_bench(args) -> int:
     return _report(bench.run(ops=ops, device=args.device, quick=args.quick, dtype=dtype), bench.format_table, args.json)
 
 
+def _bench_per_isa(args) -> int:
+    import tempfile
+
+    from fastperc import bench, bench_perceptual, bench_sparse
+
+    if args.device != "cpu":
+        print("fastperc bench: --isa caps the CPU kernels; it needs --device cpu", file=sys.stderr)
+        return 2
+    try:
+        isas = bench.cpu_isas(args.isa)
+    except ValueError as err:
+        print(f"fastperc bench: {err}", file=sys.stderr)
+        return 2
+    table = {"subm": bench_sparse.format_table, "perceptual": bench_perceptual.format_table}.get(args.op,
+                                                                                               bench.format_table)
+    with tempfile.TemporaryDirectory() as tmp:
+        combined = bench.run_per_isa(_bench_args(args), isas, tmp)
+    return _report(combined, lambda result: bench.format_per_isa(result, table), args.json)
+
+
+def _bench_args(args):
+    """The options of this bench call, without --isa and --json: what each per-ISA run repeats."""
+    out = ["--op", args.op, "--device", args.device, "--dtype", args.dtype]
+    if args.scan:
+        out += ["--scan", args.scan]
+    if args.quick:
+        out.append("--quick")
+    if args.threads:
+        out += ["--threads", str(args.threads)]
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="fastperc", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +101,8 @@ def main(argv=None) -> int:
     b.add_argument("--quick", action="store_true", help="small shapes, short timing (a smoke run)")
     b.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's)")
     b.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    b.add_argument("--isa", metavar="all|ISA[,ISA]", help="CPU: run the bench once per ISA (all = every one this CPU runs: "
+                   "generic, avx2, avx512 / generic, neon), fastperc and torch/MKL/oneDNN capped alike, side by side")
     b.set_defaults(func=_cmd_bench)
     commands.add_parsers(sub)
     args = parser.parse_args(argv)

@@ -72,7 +72,28 @@ def test_bench_quick_ssim_against_peers(tmp_path):
         assert r["mpx_s"] > 0 and r["err"] < 1e-4, r
         if r["impl"] == "fastperc":
             assert r["fastperc_speedup"] == 1.0
-    assert "speedup over the fastest peer" in out.stdout
+    assert "speedup over the fastest other implementation" in out.stdout
+
+
+def test_bench_isa_all_runs_every_isa_capped_and_side_by_side(tmp_path):
+    from conftest import supported_isas
+
+    path = tmp_path / "isa.json"
+    out = run_cli("bench", "--quick", "--op", "gram", "--isa", "all", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    combined = json.loads(path.read_text())
+    assert combined["isas"] == supported_isas()
+    for isa in supported_isas():
+        result = combined["per_isa"][isa]
+        assert result["isa"] == isa and result["cpu"]["model"]  # fastperc ran capped to it
+        if isa == "generic":
+            assert result["capability"] == "DEFAULT"  # so did torch's own kernels
+        assert {"fastperc", "torch", "reference"} <= {r["impl"] for r in result["rows"]}
+    assert "fastperc per CPU ISA, side by side" in out.stdout
+    assert all(f"{isa} ms" in out.stdout and f"=== as a {isa} CPU runs it ===" in out.stdout for isa in supported_isas())
+    assert f"[{supported_isas()[0]}] fastperc gram fwd: geometric-mean speedup over torch" in out.stdout
+    bad = run_cli("bench", "--quick", "--op", "gram", "--isa", "sse9")
+    assert bad.returncode == 2 and "this CPU runs" in bad.stderr
 
 
 def test_bench_quick_perceptual_step(tmp_path):
