@@ -42,7 +42,9 @@ where=$(python -c "import fastperc._C, os; print(os.path.dirname(os.path.dirname
 [ "$where" = "$PWD" ] || { echo "sanitize: imported fastperc from $where, not from $PWD" >&2; exit 1; }
 set +e
 # shellcheck disable=SC2086
-python -m pytest $TESTS -q -p no:cacheprovider "$@"
+# The largest emulated sparse cases run each CUDA thread as a fiber under ASan for minutes; the same
+# kernels and paths run at the smaller sizes.
+python -m pytest $TESTS -q -p no:cacheprovider -k "not (emulated and sizes2) and not several_splits" "$@"
 status=$?
 set -e
 echo "sanitize: build $((built - start)) s, tests $(($(date +%s) - built)) s, pytest exit $status ($SANITIZERS)"
