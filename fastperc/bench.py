@@ -341,8 +341,6 @@ def run_per_isa(bench_args, isas, json_dir: str) -> dict:
     for isa in isas:
         path = os.path.join(json_dir, f"bench-{isa}.json")
         env = dict(os.environ, **ISA_ENV.get(isa, {"FASTPERC_CPU_ISA": isa}))
-        if isa == "generic" and _backend.build_info().get("cpu_isa_best") == "neon":
-            env["ATEN_CPU_CAPABILITY"] = "default"
         print(f"fastperc bench: timing every implementation as a {isa} CPU runs it ...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "fastperc.cli", "bench", *bench_args, "--json", path], env=env,
                        check=True, stdout=subprocess.DEVNULL)

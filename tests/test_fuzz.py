@@ -1,18 +1,15 @@
 """Property-based fuzzing (hypothesis) of the kernels against the reference: shapes, windows, paddings,
 dtypes, thread counts and each input's memory layout drawn independently. derandomize=True makes the
 examples the same on every run, so a CI failure reproduces locally."""
-import pytest
 import torch
+from hypothesis import given, settings, strategies as st  # the test extra; CI installs it
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
-from fastperc import reference  # noqa: E402
-from fastperc.functional.ssim import window_1d  # noqa: E402
-from fastperc.reference.ssim import maps as reference_maps  # noqa: E402
-from fastperc.sparse.functional import invert_map  # noqa: E402
-from conftest import num_threads  # noqa: E402
-from layouts import LAYOUTS, with_layout  # noqa: E402
+from fastperc import reference
+from fastperc.functional.ssim import window_1d
+from fastperc.reference.ssim import maps as reference_maps
+from fastperc.sparse.functional import invert_map
+from conftest import num_threads
+from layouts import LAYOUTS, with_layout
 
 ops = torch.ops.fastperc
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None)

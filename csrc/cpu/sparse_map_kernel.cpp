@@ -190,8 +190,8 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
           reach[d].push_back(o);
       }
     }
-    const int64_t reached = checked_size_product(
-        {int64_t(reach[0].size()), int64_t(reach[1].size()), int64_t(reach[2].size())}, "the outputs of one site");
+    // At most 65536 per axis (check_conv_geometry), so the product fits int64.
+    const int64_t reached = int64_t(reach[0].size()) * int64_t(reach[1].size()) * int64_t(reach[2].size());
     TORCH_CHECK(reached <= kSparseMaxSites, "fastperc: site ", i, " reaches ", reached, " output sites; at most ",
                 kSparseMaxSites, " fit the int32 kernel maps");
     for (int64_t ox : reach[0])
