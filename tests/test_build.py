@@ -2,6 +2,7 @@
 loaded and registered for every op; with a CPU torch, the CUDA sources at least compile."""
 import glob
 import os
+import re
 import shutil
 import subprocess
 
@@ -22,16 +23,24 @@ def test_cpu_kernel_for_every_op():
     assert info["cpu_isa_active"] in info["cpu_isas"].split(",")
 
 
-def test_every_schema_has_a_kernel_file_per_device():
-    schemas = open(os.path.join(ROOT, "csrc", "op_schemas.h")).read()
+def test_every_schema_has_a_kernel_per_device():
+    """Each op: a schema, a registration in the one registration unit (ops.cpp, through kernels.h), and a
+    definition `<op>_<device>(` in that device's sources (composites of several devices: csrc/common)."""
+    def read(pattern):
+        return " ".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "csrc", pattern)))
+
+    schemas, registry, declared = read("op_schemas.h"), read("ops.cpp"), read("kernels.h")
     for op in _backend.OPS:
         assert f'\n    "{op}(' in schemas  # a schema string starts with the op's name
+        assert f'm.impl("{op}", &fastperc::ns::{op}_##ns)' in registry, op
+        assert f" {op}_##suffix(" in declared, op
         for device in ("cpu", "cuda"):
-            sources = " ".join(open(p).read() for p in glob.glob(os.path.join(ROOT, "csrc", device, "*.c*")))
-            has_impl = f'm.impl("{op}"' in sources
+            ext = "*.c*" if device == "cpu" else "*.cu"
+            sources = read(os.path.join(device, ext)) + read(os.path.join("common", "*.cpp"))
             # CPU_ONLY_OPS must list exactly the ops without a CUDA kernel (they run the reference there).
             expected = not (device == "cuda" and op in _backend.CPU_ONLY_OPS)
-            assert has_impl == expected, (op, device)
+            defined = re.search(rf"(\s|::){op}_{device}\(", sources) is not None
+            assert defined == expected, (op, device)
 
 
 @pytest.mark.skipif(torch.version.cuda is None, reason="CPU build of torch: covered by the nvcc compile test")

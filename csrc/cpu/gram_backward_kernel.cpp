@@ -4,16 +4,17 @@
 // tile of the output is one full reduction over the C rows, written once, with S = scale (G + G^T)
 // packed in mr-row panels as the broadcast operand. Half-precision inputs run it on a float32 copy,
 // inputs without contiguous rows (channels_last) on a contiguous copy.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "common/checks.h"
 #include "cpu/cpu_isa.h"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cpu {
@@ -82,6 +83,8 @@ at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T sc
   return out;
 }
 
+}  // namespace
+
 at::Tensor gram_backward_cpu(const at::Tensor& grad, const at::Tensor& x, double scale) {
   check_features(x, "x");
   check_square_like(grad, x, "grad", /*allow_batch_one=*/false);
@@ -98,10 +101,6 @@ at::Tensor gram_backward_cpu(const at::Tensor& grad, const at::Tensor& x, double
     return gram_backward_typed<scalar_t>(grad, xr, static_cast<scalar_t>(scale));
   });
 }
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CPU, m) { m.impl("gram_backward", &gram_backward_cpu); }
 
 }  // namespace cpu
 }  // namespace fastperc

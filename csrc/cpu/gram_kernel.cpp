@@ -5,10 +5,11 @@
 // then added in slab order while mirroring into the full (B, C, C) result. Because neither the slabs
 // nor the per-element order of additions depend on the thread count, 1 and 2 threads give bit-equal
 // results; row groups (which do depend on it) only decide who computes which tiles.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <type_traits>
@@ -17,7 +18,7 @@
 #include "common/checks.h"
 #include "common/gram_math.h"
 #include "cpu/cpu_isa.h"
-#include "cpu/gram_cpu.h"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cpu {
@@ -203,8 +204,6 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   });
   return out;
 }
-
-TORCH_LIBRARY_IMPL(fastperc, CPU, m) { m.impl("gram", &gram_cpu); }
 
 }  // namespace cpu
 }  // namespace fastperc

@@ -5,10 +5,12 @@
 // outputs add their terms in offset order. The input gradient is the same computation on the inverted
 // map with W[k]^T; the weight gradient dW[k] = sum_j x[map[k, j]]^T g[j] sums fixed blocks of
 // outputs separately and adds the blocks in order. Neither depends on the thread count.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/aminmax.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/full.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
@@ -18,6 +20,7 @@
 
 #include "common/sparse_checks.h"
 #include "cpu/cpu_isa.h"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cpu {
@@ -234,6 +237,8 @@ void check_inverse_of(const at::Tensor& kmap, const at::Tensor& inv) {
                 "): pass the inverse of this map (fastperc.sparse.functional.invert_map) or None to rebuild it");
 }
 
+}  // namespace
+
 at::Tensor sparse_conv_cpu(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
                            const std::optional<at::Tensor>& inv_map /* only the backward reads it */) {
   check_sparse_features(feats, weight, /*half_types=*/false);
@@ -295,13 +300,6 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
                      n_out, grad_weight.data_ptr<T>());
   });
   return {grad_feats, grad_weight};
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CPU, m) {
-  m.impl("sparse_conv", &sparse_conv_cpu);
-  m.impl("sparse_conv_backward", &sparse_conv_backward_cpu);
 }
 
 }  // namespace cpu

@@ -6,14 +6,15 @@
 // transposed convolutions probe an open-addressing hash table of the input sites instead. Both run
 // multi-threaded over output sites. Output sites of regular and transposed convolutions: candidate
 // keys, sorted and made unique.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <vector>
 
 #include "common/sparse_checks.h"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cpu {
@@ -123,6 +124,8 @@ void merge_join_map(const at::Tensor& in_c, const std::vector<int64_t>& out_keys
   });
 }
 
+}  // namespace
+
 at::Tensor sparse_kernel_map_cpu(const at::Tensor& in_coords, const at::Tensor& out_coords, at::IntArrayRef kernel_size,
                                  at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                  bool transposed) {
@@ -208,13 +211,6 @@ at::Tensor sparse_out_coords_cpu(const at::Tensor& in_coords, at::IntArrayRef ke
     for (int d = 0; d < 4; ++d) po[4 * j + d] = sparse_key_part(keys[j], d);
   }
   return out;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CPU, m) {
-  m.impl("sparse_kernel_map", &sparse_kernel_map_cpu);
-  m.impl("sparse_out_coords", &sparse_out_coords_cpu);
 }
 
 }  // namespace cpu

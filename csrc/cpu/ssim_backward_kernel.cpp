@@ -11,10 +11,10 @@
 // mirrored border for reflect) and adds the |x - y| term. No element is written twice: no atomics,
 // and results do not depend on the thread count. A gradient not asked for (output_mask) costs nothing
 // past the shared moments: its two adjoint filters and its fold are skipped.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <algorithm>
 #include <array>
@@ -26,6 +26,7 @@
 #include "common/ssim_checks.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/ssim_cpu.h"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cpu {
@@ -235,6 +236,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   return {grad_x, grad_y};
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_ssim, const std::optional<at::Tensor>& grad_cs,
                                                      const std::optional<at::Tensor>& grad_l1, const at::Tensor& x,
                                                      const at::Tensor& y, const at::Tensor& window, double c1,
@@ -251,10 +254,6 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cpu(const at::Tensor& grad_ssim
   });
   return out;
 }
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CPU, m) { m.impl("ssim_backward", &ssim_backward_cpu); }
 
 }  // namespace cpu
 }  // namespace fastperc

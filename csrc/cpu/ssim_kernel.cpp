@@ -5,10 +5,10 @@
 // (and D) with the ISA's vectorised stages, and turns the five moments into SSIM and CS per pixel.
 // Tile sums go to their own slots and are added per plane in tile order: results do not depend on
 // the thread count. |x - y| is summed over the input elements each tile owns, in the same pass.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
-#include <torch/library.h>
 
 #include <cmath>
 #include <tuple>
@@ -18,6 +18,7 @@
 #include "common/ssim_checks.h"
 #include "cpu/cpu_isa.h"
 #include "cpu/ssim_cpu.h"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cpu {
@@ -109,6 +110,8 @@ void dispatch_ssim(const at::Tensor& x, Fn&& fn) {
   });
 }
 
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_cpu(const at::Tensor& x, const at::Tensor& y,
                                                         const at::Tensor& window, double c1, double c2,
                                                         int64_t padding) {
@@ -137,13 +140,6 @@ at::Tensor ssim_map_cpu(const at::Tensor& x, const at::Tensor& y, const at::Tens
     ssim_forward_typed<scalar_t, T>(x, y, w, g, static_cast<T>(c1), static_cast<T>(c2), &map, nullptr);
   });
   return map;
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CPU, m) {
-  m.impl("ssim", &ssim_cpu);
-  m.impl("ssim_map", &ssim_map_cpu);
 }
 
 }  // namespace cpu

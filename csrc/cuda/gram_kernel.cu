@@ -7,10 +7,9 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 #include <cuda_runtime_api.h>
-#include <torch/library.h>
 
-#include "cuda/gram_cuda.h"
 #include "cuda/gram_device.cuh"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cuda {
@@ -32,8 +31,6 @@ at::Tensor gram_cuda(const at::Tensor& x, double scale) {
   return gram_detail::gram_forward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, x, scale,
                                    multiprocessor_count(x.get_device()));
 }
-
-TORCH_LIBRARY_IMPL(fastperc, CUDA, m) { m.impl("gram", &gram_cuda); }
 
 }  // namespace cuda
 }  // namespace fastperc

@@ -5,18 +5,16 @@
 // not yet run on a GPU (no GPU was available to this project so far).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include <array>
 #include <optional>
 #include <tuple>
 
 #include "cuda/sparse_conv_device.cuh"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cuda {
-namespace {
-
 at::Tensor sparse_conv_cuda(const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,
                             const std::optional<at::Tensor>& inv_map /* shape-checked; only the backward reads it */) {
   TORCH_CHECK(feats.is_cuda(), "fastperc: sparse_conv_cuda got a tensor on ", feats.device());
@@ -32,13 +30,6 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cuda(const at::Tensor& g
   const c10::cuda::CUDAGuard guard(feats.device());
   return sparse_conv::backward(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_out, feats, weight, kmap, inv_map,
                               output_mask);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CUDA, m) {
-  m.impl("sparse_conv", &sparse_conv_cuda);
-  m.impl("sparse_conv_backward", &sparse_conv_backward_cuda);
 }
 
 }  // namespace cuda

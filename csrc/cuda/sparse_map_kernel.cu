@@ -6,14 +6,12 @@
 // not yet run on a GPU (no GPU was available to this project so far).
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include "cuda/sparse_map_device.cuh"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cuda {
-namespace {
-
 at::Tensor sparse_kernel_map_cuda(const at::Tensor& in_coords, const at::Tensor& out_coords, at::IntArrayRef kernel_size,
                                   at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation,
                                   bool transposed) {
@@ -32,13 +30,6 @@ at::Tensor sparse_out_coords_cuda(const at::Tensor& in_coords, at::IntArrayRef k
   const c10::cuda::CUDAGuard guard(in_coords.device());
   return sparse_map::build_out_coords(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, in_coords, kernel_size, stride,
                                       padding, dilation, spatial_shape, transposed);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CUDA, m) {
-  m.impl("sparse_kernel_map", &sparse_kernel_map_cuda);
-  m.impl("sparse_out_coords", &sparse_out_coords_cuda);
 }
 
 }  // namespace cuda

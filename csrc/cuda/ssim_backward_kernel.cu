@@ -4,18 +4,16 @@
 // emulator, not yet on a GPU): ssim_passes.cuh.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include <array>
 #include <optional>
 #include <tuple>
 
 #include "cuda/ssim_backward_device.cuh"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cuda {
-namespace {
-
 using namespace ssim_detail;
 
 std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad_ssim,
@@ -29,10 +27,6 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_cuda(const at::Tensor& grad_ssi
   return ssim_backward_op(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, grad_ssim, a, x, y, window, c1, c2,
                           output_mask);
 }
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CUDA, m) { m.impl("ssim_backward", &ssim_backward_cuda); }
 
 }  // namespace cuda
 }  // namespace fastperc

@@ -3,11 +3,11 @@
 // on a GPU): ssim_passes.cuh.
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
-#include <torch/library.h>
 
 #include <tuple>
 
 #include "cuda/ssim_forward_device.cuh"
+#include "kernels.h"
 
 namespace fastperc {
 namespace cuda {
@@ -19,6 +19,8 @@ void check_cuda(const at::Tensor& x, const SsimGeometry& g) {
   TORCH_CHECK(x.is_cuda(), "fastperc: the CUDA ssim kernel got a tensor on ", x.device());
   TORCH_CHECK(g.planes() <= int64_t{0x7fffffff}, "fastperc: B * C = ", g.planes(), " is too large for the CUDA kernel");
 }
+
+}  // namespace
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor> ssim_cuda(const at::Tensor& x, const at::Tensor& y,
                                                          const at::Tensor& window, double c1, double c2,
@@ -35,13 +37,6 @@ at::Tensor ssim_map_cuda(const at::Tensor& x, const at::Tensor& y, const at::Ten
   check_cuda(x, g);
   const c10::cuda::CUDAGuard guard(x.device());
   return ssim_map_op(CudaLaunch{c10::cuda::getCurrentCUDAStream()}, x, y, window, c1, c2, g);
-}
-
-}  // namespace
-
-TORCH_LIBRARY_IMPL(fastperc, CUDA, m) {
-  m.impl("ssim", &ssim_cuda);
-  m.impl("ssim_map", &ssim_map_cuda);
 }
 
 }  // namespace cuda
