@@ -1,6 +1,6 @@
 """A small MinkUNet-style segmentation network on a real LiDAR scan: forward, backward, timing.
 
-    python examples/minkunet_scan.py [--scan ../shared/data/lidar_scan.npz] [--voxel 0.1] [--steps 3]
+    python examples/minkunet_scan.py [--scan NPZ|synthetic] [--voxel 0.1] [--steps 3]
 
 Encoder: SubMConv3d blocks and stride-2 SparseConv3d downsampling; decoder: SparseInverseConv3d back
 to the finer sites (reusing the encoder's kernel maps) with skip connections (feature concatenation on

@@ -11,7 +11,7 @@ if _backend.extension_loaded():
 from fastperc.functional import gram_matrix, l1_ssim_loss, ms_ssim, ssim, style_loss  # noqa: E402
 from fastperc.nn import L1SSIMLoss, MSSSIMLoss, SSIMLoss, StyleLoss  # noqa: E402
 from fastperc._info import info  # noqa: E402
-from fastperc import sparse  # noqa: E402
+from fastperc import data, sparse  # noqa: E402
 from fastperc import losses, models  # noqa: E402
 
 __all__ = [

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import torch
 
-from fastperc import reference
-from fastperc.bench import gemm_peak_gflops, time_ms
+from fastperc import data, reference
+from fastperc.bench import gemm_peak_gflops, peers_install_command, time_ms
 from fastperc.sparse import functional as SF, voxelize
 
-DEFAULT_SCAN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "..", "shared", "data",
-                            "lidar_scan.npz")
 WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
 QUICK_WORKLOADS = [(0.4, 16)]
 # The dense comparison: conv3d over a box of the grid around the scan's middle site, against the
@@ -31,16 +28,24 @@ QUICK_CROP = (16, 16, 8)
 
 
 def load_points(path: str | None):
-    """(points, description): the scan at `path` (key 'pc'), else a synthetic street scene."""
-    path = path or os.environ.get("FASTPERC_SCAN", DEFAULT_SCAN)
-    if path and os.path.exists(path):
-        return torch.from_numpy(np.load(path)["pc"]).float(), os.path.basename(path)
-    g = torch.Generator().manual_seed(0)
-    ground = torch.rand(150_000, 3, generator=g) * torch.tensor([60.0, 40.0, 0.05])
-    walls = torch.rand(50_000, 3, generator=g) * torch.tensor([60.0, 0.05, 4.0])
-    points = torch.cat([ground, walls])
-    # shuffled, so that any prefix is a (sparser) scene of both planes, as a real scan's would be
-    return points[torch.randperm(len(points), generator=g)], "synthetic (ground + wall planes)"
+    """(points, description): the LiDAR scan shipped with fastperc (fastperc/data), the .npz file at `path`
+    (key 'pc' in metres or 'pc_cm' in centimetres), or with path="synthetic" a synthetic street scene.
+    FASTPERC_SCAN stands for `path` when none is given. A path that does not exist is an error."""
+    path = path or os.environ.get("FASTPERC_SCAN")
+    if path is None:
+        points = data.lidar_scan()
+        return points, f"lidar_scan.npz (shipped with fastperc, {len(points) // 1000}k points)"
+    if path == "synthetic":
+        g = torch.Generator().manual_seed(0)
+        ground = torch.rand(150_000, 3, generator=g) * torch.tensor([60.0, 40.0, 0.05])
+        walls = torch.rand(50_000, 3, generator=g) * torch.tensor([60.0, 0.05, 4.0])
+        points = torch.cat([ground, walls])
+        # shuffled, so that any prefix is a (sparser) scene of both planes, as a real scan's would be
+        return points[torch.randperm(len(points), generator=g)], "synthetic (ground + wall planes)"
+    if not os.path.isfile(path):
+        raise ValueError(f"scan file {path} not found (the shipped scan is the default; --scan synthetic for a "
+                         "synthetic one)")
+    return data.load_points(path), os.path.basename(path)
 
 
 def _spconv():
@@ -244,7 +249,7 @@ def format_table(result: dict) -> str:
     lines = [f"submanifold 3x3x3 conv on {result.get('device', 'cpu')} ({result.get('dtype', 'float32')}), "
              f"scan: {result['source']}, threads={result['threads']}, "
              f"GEMM peak (torch.mm)={result['gemm_peak_gflops']:.0f} GFLOP/s"
-             + ("" if result["spconv"] else " (spconv not installed: pip install spconv)")]
+             + ("" if result["spconv"] else " (spconv not installed: " + peers_install_command(["spconv"]) + ")")]
     cols = (f"{'mode':<9}{'workload':<38}{'impl':<14}{'ms':>10}{'Msites/s':>10}{'GFLOP/s':>9}{'%peak':>7}"
             f"{'fastperc speedup':>18}{'err':>10}")
     lines += [cols, "-" * len(cols)]
@@ -254,4 +259,14 @@ def format_table(result: dict) -> str:
         pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
         lines.append(f"{r['mode']:<9}{r['shape']:<38}{r['impl']:<14}{r['ms']:>10.2f}{r['msites_s']:>10.2f}{rate:>9}{pct:>7}"
                      f"{r['fastperc_speedup']:>17.2f}x{err:>10}" + (f"  {r['note']}" if r.get("note") else ""))
+    lines += [
+        "map: building the kernel map only; fwd: the convolution on a prebuilt map; fwd+bwd: also both gradients.",
+        "ms: median wall time; Msites/s: active sites per second; GFLOP/s: useful work, 2 * pairs * C_in * C_out "
+        "forward (three times that forward+backward), the same count for every implementation (dense conv3d "
+        "does more).",
+        "%peak: that GFLOP/s over a square torch.mm in this run; fastperc speedup: this row's ms over fastperc's "
+        "(above 1: fastperc is faster).",
+        "err: largest |row - float64 reference| over the reference's largest |value| (the output, or the feature "
+        "gradient).",
+    ]
     return "\n".join(lines)

@@ -95,7 +95,8 @@ def main(argv=None) -> int:
     b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "ssim3d", "subm", "perceptual", "all"),
                    default="all", help="all = the Gram and 2D SSIM families; ssim3d = volumes; subm = sparse convolution on a "
                    "LiDAR scan; perceptual = a VGG19 style-transfer step")
-    b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm (key 'pc'); default shared/data/lidar_scan.npz")
+    b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm: an .npz with key 'pc' (metres) or 'pc_cm' "
+                   "(centimetres), or 'synthetic' (default: the LiDAR scan shipped with fastperc, 196k points)")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     b.add_argument("--dtype", choices=("float32", "float64", "float16", "bfloat16"), default="float32")
     b.add_argument("--quick", action="store_true", help="small shapes, short timing (a smoke run)")

@@ -132,6 +132,8 @@ def test_bench_quick_subm_with_dense_crop(tmp_path):
     path = tmp_path / "subm.json"
     out = run_cli("bench", "--quick", "--op", "subm", "--json", str(path))
     assert out.returncode == 0, out.stderr
+    assert json.loads(path.read_text())["source"].startswith("lidar_scan.npz (shipped")  # never a silent synthetic
+    assert "scan: lidar_scan.npz (shipped with fastperc, 196k points)" in out.stdout
     rows = json.loads(path.read_text())["rows"]
     impls = {r["impl"] for r in rows}
     assert {"fastperc", "reference", "dense conv3d"} <= impls
@@ -147,6 +149,16 @@ def test_bench_quick_subm_with_dense_crop(tmp_path):
         if "gflops" in r:
             assert r["gflops"] > 0 and r["peak_pct"] == pytest.approx(100 * r["gflops"] / json.loads(
                 path.read_text())["gemm_peak_gflops"])
+
+
+def test_bench_subm_scan_missing_file_is_an_error_and_synthetic_only_when_asked(tmp_path):
+    out = run_cli("bench", "--quick", "--op", "subm", "--scan", str(tmp_path / "nope.npz"))
+    assert out.returncode == 2 and "nope.npz not found" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "bad.npz").write_text("not a zip")
+    out = run_cli("bench", "--quick", "--op", "subm", "--scan", str(tmp_path / "bad.npz"))
+    assert out.returncode == 2 and "not a readable .npz" in out.stderr, out.stderr
+    out = run_cli("bench", "--quick", "--op", "subm", "--scan", "synthetic")
+    assert out.returncode == 0 and "scan: synthetic" in out.stdout, out.stderr
 
 
 def test_bench_offers_fused_ssim_only_where_it_runs(monkeypatch):

@@ -312,11 +312,25 @@ def test_sparse_tensor_to_keeps_sites_and_casts_features():
     assert x.to().feats.dtype == torch.float64
 
 
-def test_voxelize_and_layers_on_the_real_scan():
-    # The real scan when shared/data is beside the repository, else the benchmark's synthetic scene.
-    from fastperc import bench_sparse
+def test_shipped_scan_loads_in_metres_and_keeps_the_full_scan_voxel_counts():
+    pts = fastperc.data.lidar_scan()
+    assert pts.shape == (196157, 3) and pts.dtype == torch.float32
+    assert -75 < float(pts.min()) and float(pts.max()) < 76  # metres, not centimetres
+    assert len(fastperc.sparse.voxelize(pts, 0.05).coords) == 172384  # the full scan: 173,011
+    assert len(fastperc.sparse.voxelize(pts, 0.10).coords) == 125388  # the full scan: 125,655
 
-    pts = bench_sparse.load_points(None)[0][:20000]
+
+def test_load_points_refuses_files_without_points(tmp_path):
+    np.savez(tmp_path / "other.npz", xyz=np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="expected an array 'pc'"):
+        fastperc.data.load_points(tmp_path / "other.npz")
+    np.savez(tmp_path / "flat.npz", pc=np.zeros(12))
+    with pytest.raises(ValueError, match=r"must be \(N, 3\)"):
+        fastperc.data.load_points(tmp_path / "flat.npz")
+
+
+def test_voxelize_and_layers_on_the_real_scan():
+    pts = fastperc.data.lidar_scan()[:20000]  # the copy shipped in fastperc/data
     x = fastperc.sparse.voxelize(pts, 0.2)
     assert len(x.coords) > 1000 and x.feats.shape[1] == 3
     assert x.feats.min() >= 0 and x.feats.max() < 1  # position inside the voxel
