@@ -8,7 +8,8 @@ row's time over fastperc's (how many times faster fastperc is); err: the largest
 float64 reference of the row's own convention on the same inputs (rounded to the benchmarked dtype),
 relative to that reference's largest entry (the value for forward, the gradient of x for
 forward+backward).
-Peers are optional (pip install fastperc[peers]); rows of missing peers are skipped with a note.
+Peers are optional (peers_install_command() says how to install them keeping your torch); rows of
+missing peers are skipped with a note.
 """
 from __future__ import annotations
 
@@ -224,22 +225,39 @@ def _image_case(op, mode, shape, fn, device, dtype, rounded_to, seed=0):
     return forward_backward
 
 
+def _once(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """fn, computed on the first call only: the float64 truth of a convention serves every row using it."""
+    memo = []
+
+    def call():
+        if not memo:
+            memo.append(fn())
+        return memo[0]
+
+    return call
+
+
 def cases(op: str, mode: str, shape: tuple, device: str, dtype=torch.float32):
     """Every implementation of (op, mode, shape) that can run here, each with its truth: the float64
-    reference on the same inputs (rounded to dtype), so err measures the computation alone."""
+    reference on the same inputs (rounded to dtype), so err measures the computation alone. The truth of
+    a convention is computed once for all the rows that share it."""
     out = []
     if op in GRAM_OPS:
-        truth = _gram_case(op, mode, shape, "reference", device, torch.float64, dtype)
+        truth = _once(_gram_case(op, mode, shape, "reference", device, torch.float64, dtype))
         for impl in GRAM_IMPLS[op]:
             out.append(Case(op, mode, shape, impl, _gram_case(op, mode, shape, impl, device, dtype, dtype), truth))
         return out
+    truths = {}
     for impl, (preset, fn) in IMAGE_IMPLS[op]().items():
         if impl == "skimage" and (mode != "fwd" or device != "cpu"):
             continue
         if impl == "fused_ssim" and (device == "cpu" or dtype != torch.float32):  # its only kernel
             continue
         fn = fn or _reference_call(op, preset)
-        truth = _image_case(op, mode, shape, _reference_call(op, preset), device, torch.float64, dtype)
+        if preset not in truths:
+            truths[preset] = _once(_image_case(op, mode, shape, _reference_call(op, preset), device, torch.float64,
+                                               dtype))
+        truth = truths[preset]
         out.append(Case(op, mode, shape, impl, _image_case(op, mode, shape, fn, device, dtype, dtype), truth))
     return out
 
@@ -407,6 +425,19 @@ def _measure(case, op, mode, shape, device, quick, min_time, peak) -> dict:
     return row
 
 
+LEGEND = [
+    "ms: median wall time of one call (forward, or forward+backward to the input's gradient).",
+    "rate: Gram ops GFLOP/s counting 2BC^2N forward and 6BC^2N forward+backward (dense-equivalent: fastperc's "
+    "symmetric Gram does about half the multiply-adds); SSIM ops Mpx/s = B*C*H*W (ssim3d: voxels) per second.",
+    "%peak: the row's counted GFLOP/s (fastperc.bench.flops: what the op needs, not what an implementation does) "
+    "over a square torch.mm in this run; it passes 100 where an implementation does less work than counted "
+    "(the symmetric Gram computes one triangle).",
+    "fastperc speedup: this row's ms over fastperc's (2.00x: fastperc is twice as fast; below 1: slower).",
+    "err: largest |row - float64 reference of the row's own convention| over the reference's largest |value|, "
+    "on the same inputs rounded to the benchmarked dtype.",
+]
+
+
 def format_table(result: dict) -> str:
     peak = result["gemm_peak_gflops"]
     head = f"device={result['device']} dtype={result['dtype']} threads={result['threads']}"
@@ -423,22 +454,41 @@ def format_table(result: dict) -> str:
         pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
         lines.append(f"{r['op']:<7}{r['mode']:<9}{r['shape']:<17}{r['impl']:<19}{r['ms']:>9.3f}{rate:>16}{pct:>7}"
                      f"{r['fastperc_speedup']:>17.2f}x{r['err']:>10.1e}")
-    lines.append("%peak: the row's useful GFLOP/s (fastperc.bench.flops: what the op needs, not what an "
-                 "implementation does) over torch.mm's in this run; a row that does less than counted can pass 100.")
+    lines += LEGEND
     lines.extend(summary_lines(result))
     if result.get("missing_peers"):
-        lines.append("peers not installed (pip install fastperc[peers]): " + ", ".join(result["missing_peers"]))
+        lines.append("peers not installed: " + ", ".join(result["missing_peers"]) + "; to add them and keep this torch: "
+                     + peers_install_command(result["missing_peers"]))
     return "\n".join(lines)
+
+
+# import name -> the package pip installs it from
+PEER_PACKAGES = {"pytorch_msssim": "pytorch-msssim", "kornia": "kornia", "torchmetrics": "torchmetrics", "piq": "piq",
+                 "skimage": "scikit-image", "spconv": "spconv", "lpips": "lpips", "fused_ssim": "fused-ssim"}
+# A pip constraint pinning the torch that is installed: without it, a peer's newest release can pull another
+# torch build (and the CUDA wheels) and break the extension built against the first one.
+KEEP_TORCH = """-c <(python -c "import torch; print('torch==' + torch.__version__)")"""
+
+
+def peers_install_command(missing) -> str:
+    """A bash command that installs the missing peers and keeps the installed torch."""
+    return "pip install " + " ".join(PEER_PACKAGES.get(m, m) for m in missing) + " " + KEEP_TORCH
 
 
 def _geomean(values):
     return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
-def _comparison(op: str) -> str:
-    """What fastperc is compared with: torch's composite for the Gram ops, the fastest peer for SSIM
-    (l1ssim has no peer on the CPU: the 3DGS code written with torch ops is the comparison)."""
-    return "torch" if op in GRAM_OPS else "the fastest other implementation"
+def _comparison(op: str, names) -> str:
+    """What fastperc was compared with, by name: torch's composite for the Gram ops; for the image ops
+    the peers that ran (l1ssim has no peer on the CPU: the 3DGS code written with torch ops is the only
+    comparison there, and it is named as such)."""
+    names = sorted(set(names))
+    if op in GRAM_OPS:
+        return "torch (bmm + autograd)"
+    if len(names) == 1:
+        return names[0]
+    return "the fastest of " + ", ".join(names)
 
 
 def _others(rows):
@@ -496,18 +546,19 @@ def format_per_isa(combined: dict, table=None) -> str:
 
 def summary_lines(result: dict):
     """Per op and mode: geometric-mean speedup over torch (Gram ops) or over the fastest other
-    implementation that is not fastperc's own reference (SSIM ops)."""
+    implementation that is not fastperc's own reference (SSIM ops), naming what was compared."""
     out = []
     groups = _groups(result["rows"])
     for op in OPS:
         for mode in MODES:
-            ratios = []
+            ratios, names = [], []
             for key in (k for k in groups if k[0] == op and k[1] == mode):
                 others = _others(groups[key])
                 ours = [r for r in groups[key] if r["impl"] == "fastperc"]
                 if others and ours:
                     ratios.append(min(r["ms"] for r in others) / ours[0]["ms"])
+                    names += [r["impl"] for r in others]
             if ratios:
-                out.append(f"fastperc {op} {mode}: geometric-mean speedup over {_comparison(op)} "
+                out.append(f"fastperc {op} {mode}: geometric-mean speedup over {_comparison(op, names)} "
                            f"{_geomean(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
     return out

@@ -117,4 +117,8 @@ def format_table(result: dict) -> str:
         impl = "fastperc" if r["impl"] == "fastperc" else "torch (bmm + mse)"
         err = "-" if r["err"] is None else f"{r['err']:.1e}"
         lines.append(f"{r['shape']:<14}{r['what']:<11}{impl:<22}{r['ms']:>10.2f}{r['fastperc_speedup']:>17.2f}x{err:>10}")
+    lines += [
+        "ms: median wall time; fastperc speedup: this row's ms over fastperc's (above 1: fastperc is faster).",
+        "err: largest |row - float64 reference| over the reference's largest |value|.",
+    ]
     return "\n".join(lines)

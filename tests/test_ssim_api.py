@@ -17,7 +17,7 @@ def pair(shape, dtype=torch.float64, seed=0):
 
 
 def needs(module):
-    # The peers are an optional extra (pip install fastperc[peers]); CI installs them.
+    # The peers are an optional extra (README: the peers line keeps your torch); CI installs them.
     return pytest.mark.skipif(importlib.util.find_spec(module) is None, reason=f"{module} not installed")
 
 
