@@ -94,6 +94,7 @@ def test_cli_texture_writes_image_and_strip(files, tmp_path):
                   "3", "--layers", "relu1_1,relu2_1", "--strip", str(tmp_path / "s.png"), "--strip-count", "2")
     assert out.returncode == 0, out.stderr
     assert "seeded random filters" in out.stderr and "loss 1.0000e+00" in out.stderr
+    assert "--weights PATH on the command line" in out.stderr  # the flag as the user types it
     assert Image.open(tmp_path / "t.png").size == (24, 24)
     assert Image.open(tmp_path / "s.png").size[0] > 24 * 3  # style, one snapshot, result
 
@@ -129,6 +130,13 @@ def test_cli_compare_folders_gray_and_alpha(files):
     assert out.returncode == 0 and "alpha channel composited onto white" in out.stderr
 
 
+def test_cli_help_shows_the_defaults():
+    out = run_cli("compare", "--help")
+    assert out.returncode == 0 and "default: ssim,ms-ssim,psnr,mae,rmse" in out.stdout
+    out = run_cli("texture", "--help")
+    assert out.returncode == 0 and "(default: 256)" in out.stdout and "(default: 200)" in out.stdout
+
+
 def test_cli_bad_inputs(files, tmp_path):
     style = str(files / "style.png")
     assert_user_error(run_cli("compare", style, str(files / "missing.png")), "missing.png: no such file")
@@ -142,7 +150,7 @@ def test_cli_bad_inputs(files, tmp_path):
     assert_user_error(run_cli("texture", style, "-o", str(tmp_path / "nodir" / "x.png")), "does not exist")
     assert_user_error(run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--layers", "relu9_1"), "no layer")
     assert_user_error(run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--weights", str(files / "broken.png")),
-                      "not a torch state_dict")
+                      "cannot be read: it is not a file torch.save writes")
     assert_user_error(run_cli("style", style, str(files / "missing.png"), "-o", str(tmp_path / "x.png")),
                       "no such file")
     out = run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--steps", "0")

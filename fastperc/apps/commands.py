@@ -75,8 +75,8 @@ def _layers(text: str, extractor, option: str = "--layers") -> tuple[str, ...]:
 
 def _add_optimisation_args(p, steps: int, size_help: str):
     p.add_argument("-o", "--output", required=True, help="image file to write (.png, .jpg, ...)")
-    p.add_argument("--size", type=_positive(int), default=256, help=size_help)
-    p.add_argument("--steps", type=_positive(int), default=steps, help="optimisation steps")
+    p.add_argument("--size", type=_positive(int), default=256, help=size_help + " (default: %(default)s)")
+    p.add_argument("--steps", type=_positive(int), default=steps, help="optimisation steps (default: %(default)s)")
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--lr", type=_positive(float), help="step size (default 1 for L-BFGS, 0.02 for Adam)")
     p.add_argument("--weights", metavar="PTH", help="torchvision VGG state_dict (vgg19-dcbb9e9d.pth); "
@@ -230,7 +230,7 @@ def add_parsers(sub) -> None:
     c.add_argument("a", help="image file, or folder")
     c.add_argument("b", help="image file, or folder (files are paired by name)")
     c.add_argument("--metrics", default=",".join(("ssim", "ms-ssim", "psnr", "mae", "rmse")),
-                   help="comma-separated, from ssim,ms-ssim,psnr,mae,rmse,lpips")
+                   help="comma-separated, from ssim,ms-ssim,psnr,mae,rmse,lpips (default: %(default)s)")
     c.add_argument("--map", metavar="PNG", help="write the SSIM map as a grayscale image")
     c.add_argument("--lpips-net", choices=("alex", "vgg", "squeeze"), default="alex")
     c.add_argument("--lpips-weights", metavar="PTH", help="torchvision backbone state_dict for lpips")

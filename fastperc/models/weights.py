@@ -24,7 +24,8 @@ def read_state_dict(source, what: str) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # pickle, zip and format errors all mean the same to the user
-            raise ValueError(f"{what} weights file {path} is not a torch state_dict file ({err})") from None
+            raise ValueError(f"{what} weights file {path} cannot be read: {_why_unreadable(path)} "
+                             f"(torch.load: {err})") from None
     else:
         state = source
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
@@ -32,6 +33,22 @@ def read_state_dict(source, what: str) -> dict:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{what} weights must be a state_dict (a mapping of names to tensors)")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+
+
+def _why_unreadable(path: str) -> str:
+    """What a file that torch.load refused most likely is, from its first bytes: torch.save writes a zip
+    archive (or, before torch 1.6, a pickle starting with byte 0x80)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        return "the file is empty"
+    if head.startswith(b"PK"):
+        return "it is a zip archive, as torch.save writes, but damaged or cut short (download it again)"
+    if head[:1] == b"\x80":
+        return "it is a pickle, as old torch.save writes, but damaged, cut short, or holding more than tensors"
+    if head.lstrip()[:1] in (b"<", b"{"):
+        return "it is a text file (an HTML error page or JSON saved in place of the weights?)"
+    return "it is not a file torch.save writes"
 
 
 def load_prefixed(module: torch.nn.Module, state: dict, prefix: str, what: str) -> None:
@@ -59,5 +76,6 @@ def init_random(module: torch.nn.Module, what: str, warn: bool = True) -> None:
                     m.bias.zero_()
     if warn:
         warnings.warn(f"fastperc: {what} has no weights file, so it runs with seeded random filters "
-                      f"(fine for texture synthesis; not a trained network). Pass weights=PATH to a "
-                      f"torchvision state_dict to use trained weights.", stacklevel=3)
+                      f"(fine for texture synthesis; not a trained network). For trained weights give a "
+                      f"torchvision state_dict file: weights=PATH in Python, --weights PATH on the command "
+                      f"line.", stacklevel=3)
