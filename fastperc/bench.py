@@ -46,7 +46,11 @@ OPS = ("gram", "style", "ssim", "msssim", "l1ssim", "ssim3d")
 DEFAULT_OPS = ("gram", "style", "ssim", "msssim", "l1ssim")
 MODES = ("fwd", "fwd+bwd")
 GRAM_OPS = ("gram", "style")
+# Time a call by how long its first (checked) run took: seconds-long peers once more, calls over 0.1 s
+# three times more with no further warm-up, the fast ones for 0.3 s and at least 5 runs. This keeps the
+# default bench at a few minutes on 2 cores (most of its time is the slow peers and the reference).
 SLOW_CALL_S = 2.0
+WARM_CALL_S = 0.1
 
 
 def _peer(name: str):
@@ -415,6 +419,8 @@ def _measure(case, op, mode, shape, device, quick, min_time, peak) -> dict:
     err = ((result - truth).abs().max() / truth.abs().max().clamp_min(1e-300)).item()
     if first > SLOW_CALL_S:  # a peer taking seconds per call (kornia's 3D SSIM): one more run
         ms = time_ms(case.run, device, min_runs=1, max_runs=1, warmup=0)
+    elif first > WARM_CALL_S:  # the first call was the warm-up; the median of 3 of these is steady enough
+        ms = time_ms(case.run, device, min_time=0.0, min_runs=3, max_runs=3, warmup=0)
     else:
         ms = time_ms(case.run, device, min_time=0.05 if quick else min_time)
     row = dict(op=op, mode=mode, shape="x".join(map(str, shape)), impl=case.impl, ms=ms, err=err)
