@@ -90,20 +90,31 @@ def assert_user_error(out, *fragments):
 
 
 def test_cli_texture_writes_image_and_strip(files, tmp_path):
+    # without weights: the random multi-scale network, every one of its layers, a smooth start
     out = run_cli("texture", str(files / "style.png"), "-o", str(tmp_path / "t.png"), "--size", "24", "--steps",
-                  "3", "--layers", "relu1_1,relu2_1", "--strip", str(tmp_path / "s.png"), "--strip-count", "2")
+                  "3", "--strip", str(tmp_path / "s.png"), "--strip-count", "2")
+    assert out.returncode == 0, out.stderr
+    assert "random multi-scale network" in out.stderr and "loss 1.0000e+00" in out.stderr
+    assert Image.open(tmp_path / "t.png").size == (24, 24)
+    assert Image.open(tmp_path / "s.png").size[0] > 24 * 3  # style, one snapshot, result
+    # a VGG with random filters, asked for by name, from pixel noise (the former default)
+    out = run_cli("texture", str(files / "style.png"), "-o", str(tmp_path / "v.png"), "--size", "24", "--steps",
+                  "2", "--arch", "vgg19", "--layers", "relu1_1,relu2_1", "--start", "noise")
     assert out.returncode == 0, out.stderr
     assert "seeded random filters" in out.stderr and "loss 1.0000e+00" in out.stderr
     assert "--weights PATH on the command line" in out.stderr  # the flag as the user types it
-    assert Image.open(tmp_path / "t.png").size == (24, 24)
-    assert Image.open(tmp_path / "s.png").size[0] > 24 * 3  # style, one snapshot, result
 
 
 def test_cli_style_and_compare(files, tmp_path):
     out = run_cli("style", str(files / "noisy.png"), str(files / "style.png"), "-o", str(tmp_path / "st.png"),
-                  "--size", "24", "--steps", "2", "--layers", "relu1_1,relu2_1", "--content-layers", "relu2_2")
+                  "--size", "24", "--steps", "2", "--arch", "vgg19", "--layers", "relu1_1,relu2_1",
+                  "--content-layers", "relu2_2")
     assert out.returncode == 0, out.stderr
     assert Image.open(tmp_path / "st.png").size == (24, 24)
+    out = run_cli("style", str(files / "noisy.png"), str(files / "style.png"), "-o", str(tmp_path / "sc.png"),
+                  "--size", "24", "--steps", "2", "--colour", "content")
+    assert out.returncode == 0 and "random multi-scale network" in out.stderr, out.stderr
+    assert Image.open(tmp_path / "sc.png").size == (24, 24)
 
     out = run_cli("compare", str(files / "style.png"), str(files / "noisy.png"), "--map", str(tmp_path / "m.png"))
     assert out.returncode == 0, out.stderr
@@ -151,6 +162,8 @@ def test_cli_bad_inputs(files, tmp_path):
     assert_user_error(run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--layers", "relu9_1"), "no layer")
     assert_user_error(run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--weights", str(files / "broken.png")),
                       "cannot be read: it is not a file torch.save writes")
+    assert_user_error(run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--arch", "multiscale", "--weights",
+                              str(files / "broken.png")), "--arch multiscale has no trained weights")
     assert_user_error(run_cli("style", style, str(files / "missing.png"), "-o", str(tmp_path / "x.png")),
                       "no such file")
     out = run_cli("texture", style, "-o", str(tmp_path / "x.png"), "--steps", "0")

@@ -58,13 +58,28 @@ def _with_notes(command: str, build):
     return result
 
 
-def _build_vgg(args, command: str):
-    from fastperc.models import VGG
+def _build_backbone(args, command: str):
+    """The network of --arch: with "auto", VGG19 when --weights gives trained weights, else the random
+    multi-scale texture network (a VGG with random filters gives speckled, tinted textures: RESULTS.md)."""
+    from fastperc.models import VGG, RandomMultiScale
 
-    return _with_notes(command, lambda: VGG(args.arch, weights=args.weights, pool=args.pool))
+    arch = args.arch
+    if arch == "auto":
+        arch = "vgg19" if args.weights else "multiscale"
+    if arch == "multiscale":
+        if args.weights:
+            raise ValueError("--arch multiscale has no trained weights (its random filters are the method); "
+                             "--weights is for --arch vgg19 or vgg16")
+        _say(command, "note: no --weights, so the texture statistics come from the random multi-scale network "
+                      "(Ustyuzhaninov et al. 2017); --weights PATH to a torchvision VGG19 file for Gatys' VGG")
+        return RandomMultiScale()
+    return _with_notes(command, lambda: VGG(arch, weights=args.weights, pool=args.pool))
 
 
-def _layers(text: str, extractor, option: str = "--layers") -> tuple[str, ...]:
+def _layers(text: str | None, extractor, option: str = "--layers", content: bool = False) -> tuple[str, ...]:
+    """The layers named in text, or the backbone's defaults (its style or content layers) when None."""
+    if text is None:
+        return tuple(extractor.content_layers if content else extractor.style_layers)
     layers = tuple(s.strip() for s in text.split(",") if s.strip())
     for name in layers:
         extractor.index_of(name)
@@ -81,7 +96,9 @@ def _add_optimisation_args(p, steps: int, size_help: str):
     p.add_argument("--lr", type=_positive(float), help="step size (default 1 for L-BFGS, 0.02 for Adam)")
     p.add_argument("--weights", metavar="PTH", help="torchvision VGG state_dict (vgg19-dcbb9e9d.pth); "
                    "without it the network has seeded random filters")
-    p.add_argument("--arch", choices=("vgg19", "vgg16"), default="vgg19")
+    p.add_argument("--arch", choices=("auto", "multiscale", "vgg19", "vgg16"), default="auto",
+                   help="auto: vgg19 with --weights, else multiscale, random filters built for texture statistics "
+                   "(a VGG with random filters is the other choice without weights)")
     p.add_argument("--pool", choices=("avg", "max"), default="avg", help="pooling (avg as Gatys et al.)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise start")
     p.add_argument("--strip", metavar="PNG", help="also write the inputs and intermediate results side by side")
@@ -117,14 +134,14 @@ def cmd_texture(args) -> int:
     style, notes = read_image(args.style, max_side=args.style_size or args.size)
     for n in notes:
         _say("texture", f"{args.style}: {n}")
-    extractor = _build_vgg(args, "texture")
+    extractor = _build_backbone(args, "texture")
     layers = _layers(args.layers, extractor)
 
     def run(device, progress, snapshot_every):
         ext, s = extractor.to(device), style.to(device)
         image, losses, snaps = synthesize_texture(s, ext, (args.size, args.size), args.steps, layers,
                                                   args.optimizer, args.lr, args.seed, progress, snapshot_every,
-                                                  args.tv_weight)
+                                                  args.tv_weight, args.start)
         return image, losses, snaps, [style]
 
     return _run_optimisation(args, "texture", run)
@@ -138,16 +155,16 @@ def cmd_style(args) -> int:
     for path, notes in ((args.content, notes_c), (args.style, notes_s)):
         for n in notes:
             _say("style", f"{path}: {n}")
-    extractor = _build_vgg(args, "style")
+    extractor = _build_backbone(args, "style")
     style_layers = _layers(args.layers, extractor)
-    content_layers = _layers(args.content_layers, extractor, "--content-layers")
+    content_layers = _layers(args.content_layers, extractor, "--content-layers", content=True)
 
     def run(device, progress, snapshot_every):
         ext = extractor.to(device)
         image, losses, snaps = transfer_style(
             content.to(device), style.to(device), ext, args.steps, args.content_weight, args.style_weight,
             args.tv_weight, content_layers, style_layers, args.init, args.optimizer, args.lr, args.seed,
-            progress, snapshot_every)
+            progress, snapshot_every, colour=args.colour)
         return image, losses, snaps, [content, style]
 
     return _run_optimisation(args, "style", run)
@@ -208,9 +225,13 @@ def add_parsers(sub) -> None:
     t.add_argument("style", help="texture image to imitate")
     _add_optimisation_args(t, steps=200, size_help="side of the square output in pixels")
     t.add_argument("--style-size", type=_positive(int), help="longer side the texture is resized to (default --size)")
-    t.add_argument("--layers", default=",".join(GATYS_STYLE_LAYERS), help="comma-separated style layers")
+    t.add_argument("--layers", help="comma-separated style layers (default: every layer of multiscale; "
+                   f"{','.join(GATYS_STYLE_LAYERS)} of VGG)")
+    t.add_argument("--start", choices=("smooth", "noise"), default="smooth",
+                   help="smooth: noise at 1/8 of the size, upsampled; noise: per pixel, as Gatys et al. "
+                   "(default: %(default)s)")
     t.add_argument("--tv-weight", type=_non_negative_float, default=0.0,
-                   help="total-variation weight (0.01 smooths the pixel noise random filters leave)")
+                   help="total-variation weight: smooths pixel noise (default: %(default)s)")
     t.set_defaults(func=cmd_texture)
 
     s = sub.add_parser("style", help="Gatys style transfer")
@@ -218,12 +239,17 @@ def add_parsers(sub) -> None:
     s.add_argument("style", help="image whose style is imitated")
     _add_optimisation_args(s, steps=200, size_help="longer side of the output (the content is resized to it)")
     s.add_argument("--style-size", type=_positive(int), help="longer side the style image is resized to")
-    s.add_argument("--layers", default=",".join(GATYS_STYLE_LAYERS), help="comma-separated style layers")
-    s.add_argument("--content-layers", default=",".join(GATYS_CONTENT_LAYERS))
+    s.add_argument("--layers", help="comma-separated style layers (default: every layer of multiscale; "
+                   f"{','.join(GATYS_STYLE_LAYERS)} of VGG)")
+    s.add_argument("--content-layers", help="comma-separated (default: multiscale scale1; VGG "
+                   f"{','.join(GATYS_CONTENT_LAYERS)})")
     s.add_argument("--content-weight", type=_non_negative_float, default=1.0)
     s.add_argument("--style-weight", type=_non_negative_float, default=10.0)
     s.add_argument("--tv-weight", type=_non_negative_float, default=0.0, help="total-variation weight")
     s.add_argument("--init", choices=("content", "noise"), default="content")
+    s.add_argument("--colour", choices=("style", "content"), default="style",
+                   help="whose colours the result has: content = luminance-only transfer, Gatys et al. 2016 "
+                   "(default: %(default)s)")
     s.set_defaults(func=cmd_style)
 
     c = sub.add_parser("compare", help="SSIM, MS-SSIM, PSNR, MAE, RMSE, LPIPS between two images or folders")

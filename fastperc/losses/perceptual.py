@@ -14,14 +14,13 @@ import torch.nn.functional as F
 
 from fastperc.functional import _validate
 from fastperc.models import VGG, FeatureExtractor
+from fastperc.models.vgg import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS  # noqa: F401  (re-exported)
 from fastperc.nn.style import StyleLoss
 
 # Johnson et al. 2016: feature reconstruction at relu2_2 of VGG16; style at relu{1..4}_{2,2,3,3}.
 JOHNSON_CONTENT_LAYERS = ("relu2_2",)
 JOHNSON_STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-# Gatys et al. 2016: style at conv{1..5}_1 (after ReLU), content at conv4_2, VGG19.
-GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-GATYS_CONTENT_LAYERS = ("relu4_2",)
+# Gatys et al. 2016 (style at conv{1..5}_1 after ReLU, content at conv4_2, VGG19): GATYS_* in models.vgg.
 
 
 def build_extractor(extractor, arch: str, weights, pool: str) -> FeatureExtractor:

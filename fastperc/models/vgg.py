@@ -11,6 +11,9 @@ import torch
 from fastperc.functional import _validate
 from fastperc.models.extractor import FeatureExtractor
 
+# Gatys et al. 2016: style statistics from the first layer of each block, content from relu4_2.
+GATYS_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+GATYS_CONTENT_LAYERS = ("relu4_2",)
 CONVS_PER_BLOCK = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 WIDTHS = (64, 128, 256, 512, 512)
 
@@ -30,6 +33,9 @@ def vgg_layers(arch: str, pool: str):
 class VGG(FeatureExtractor):
     """VGG feature extractor. weights: None (seeded random, with a warning), a path to a torchvision
     state_dict, or a state_dict. pool: "max" (as trained) or "avg" (Gatys et al.)."""
+
+    style_layers = GATYS_STYLE_LAYERS  # the defaults of texture synthesis and style transfer
+    content_layers = GATYS_CONTENT_LAYERS
 
     def __init__(self, arch: str = "vgg19", weights=None, pool: str = "max", normalize_input: bool = True):
         _validate.choice(arch, "arch", tuple(CONVS_PER_BLOCK))
