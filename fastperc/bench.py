@@ -472,8 +472,10 @@ def format_table(result: dict) -> str:
 PEER_PACKAGES = {"pytorch_msssim": "pytorch-msssim", "kornia": "kornia", "torchmetrics": "torchmetrics", "piq": "piq",
                  "skimage": "scikit-image", "spconv": "spconv", "lpips": "lpips", "fused_ssim": "fused-ssim"}
 # A pip constraint pinning the torch that is installed: without it, a peer's newest release can pull another
-# torch build (and the CUDA wheels) and break the extension built against the first one.
-KEEP_TORCH = """-c <(python -c "import torch; print('torch==' + torch.__version__)")"""
+# torch build (and the CUDA wheels) and break the extension built against the first one. The public
+# version only ("2.13.0", not "2.13.0+cpu"): PEP 440 lets the installed local build satisfy it, while an
+# index that has no "+cpu" build (PyPI) could never satisfy the pin with the label.
+KEEP_TORCH = """-c <(python -c "import torch; print('torch==' + torch.__version__.split('+')[0])")"""
 
 
 def peers_install_command(missing) -> str:
