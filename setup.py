@@ -96,7 +96,7 @@ def extension():
     define_macros = []
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
-        sources += rel("csrc/cuda/*.cu") + rel("csrc/cuda/*.cpp")
+        sources += rel("csrc/cuda/*.cu")
         define_macros.append(("FASTPERC_WITH_CUDA", "1"))
         define_macros.append(("FASTPERC_CUDA_ARCHS", '"%s"' % os.environ["TORCH_CUDA_ARCH_LIST"]))
         nvcc = ["-O3", "-lineinfo", "-Xcompiler=-fno-math-errno", "-Xcompiler=" + ("-g" if debug else "-g0")]

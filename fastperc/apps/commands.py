@@ -95,11 +95,11 @@ def _add_optimisation_args(p, steps: int, size_help: str):
     p.add_argument("--optimizer", choices=("lbfgs", "adam"), default="lbfgs")
     p.add_argument("--lr", type=_positive(float), help="step size (default 1 for L-BFGS, 0.02 for Adam)")
     p.add_argument("--weights", metavar="PTH", help="torchvision VGG state_dict (vgg19-dcbb9e9d.pth); "
-                   "without it the network has seeded random filters")
+                   "without it every network has seeded random filters (see --arch)")
     p.add_argument("--arch", choices=("auto", "multiscale", "vgg19", "vgg16"), default="auto",
                    help="auto: vgg19 with --weights, else multiscale, random filters built for texture statistics "
                    "(a VGG with random filters is the other choice without weights)")
-    p.add_argument("--pool", choices=("avg", "max"), default="avg", help="pooling (avg as Gatys et al.)")
+    p.add_argument("--pool", choices=("avg", "max"), default="avg", help="VGG pooling (avg as Gatys et al.)")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise start")
     p.add_argument("--strip", metavar="PNG", help="also write the inputs and intermediate results side by side")
     p.add_argument("--strip-count", type=_positive(int), default=4, help="intermediate results in --strip")
