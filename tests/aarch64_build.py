@@ -33,6 +33,27 @@ def compiler_available() -> bool:
     return shutil.which(CXX) is not None
 
 
+def debian_pyconfig_shim(host_include, out_dir):
+    """Include flags that let the host's Python headers compile for aarch64 when they are Debian's system
+    Python's: its pyconfig.h only includes <ARCH-linux-gnu/python3.X/pyconfig.h>, and the aarch64 one is
+    not installed. A shim of that name includes the x86-64 one instead: both are LP64 Linux, and this
+    build is a compile and link check (the qemu run uses an arm64 Python's own headers). [] otherwise."""
+    path = os.path.join(host_include, "pyconfig.h")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as fh:
+        text = fh.read()
+    version = os.path.basename(host_include.rstrip("/"))  # python3.11
+    if f"aarch64-linux-gnu/{version}/pyconfig.h" not in text:
+        return []
+    host = os.path.join(os.path.dirname(host_include), "x86_64-linux-gnu", version, "pyconfig.h")
+    shim = os.path.join(out_dir, "pyconfig-shim", "aarch64-linux-gnu", version)
+    os.makedirs(shim, exist_ok=True)
+    with open(os.path.join(shim, "pyconfig.h"), "w") as fh:
+        fh.write(f'#include "{host}"\n')
+    return ["-I", os.path.join(out_dir, "pyconfig-shim")]
+
+
 def cross_compile(torch_dir, out_dir, python_include=None, opt="-O2", jobs=None):
     """Compiles every aarch64 CPU source into out_dir and links fastperc/_C for aarch64. Returns the
     path of the shared object. Raises CalledProcessError with the compiler's output on failure."""
@@ -48,6 +69,8 @@ def cross_compile(torch_dir, out_dir, python_include=None, opt="-O2", jobs=None)
     # multiarch parent too (/usr/include, for aarch64-linux-gnu/python3.11/pyconfig.h).
     for folder in (python_include or sysconfig.get_paths()["include"]).split(os.pathsep):
         flags += ["-I", folder]
+    if python_include is None:
+        flags += debian_pyconfig_shim(sysconfig.get_paths()["include"], out_dir)
 
     def compile_one(source):
         obj = os.path.join(out_dir, source.replace("/", "_") + ".o")
