@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-LUMA = (0.299, 0.587, 0.114)
+from fastperc.apps.style_transfer import LUMA
 
 
 def _luminance(image: torch.Tensor) -> torch.Tensor:

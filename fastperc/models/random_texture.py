@@ -26,8 +26,7 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 
-from fastperc.functional import _validate
-from fastperc.models.extractor import IMAGENET_MEAN, IMAGENET_STD
+from fastperc.models.extractor import NamedLayers
 
 RANDOM_SEED = 0
 BINOMIAL5 = (1.0, 4.0, 6.0, 4.0, 1.0)
@@ -46,7 +45,7 @@ def half(x: torch.Tensor) -> torch.Tensor:
     return x[..., ::2, ::2]
 
 
-class RandomMultiScale(torch.nn.Module):
+class RandomMultiScale(NamedLayers):
     # Every layer carries texture statistics; content (style transfer) is kept by a coarse scale's
     # responses, which fix the layout and leave the finer scales to the style.
     content_layers = ("scale1",)
@@ -69,29 +68,12 @@ class RandomMultiScale(torch.nn.Module):
         # unit norm per filter, so every scale's responses have the scale of its input's local contrast
         filters = filters / filters.flatten(2).norm(dim=2).view(scales, width, 1, 1, 1)
         self.register_buffer("filters", filters)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.eval()
-
-    def index_of(self, layer: str) -> int:
-        try:
-            return self.layer_names.index(layer)
-        except ValueError:
-            raise ValueError(f"{self.what} has no layer {layer!r}; it has {', '.join(self.layer_names)}") from None
 
     def forward(self, x: torch.Tensor, layers: Iterable[str]) -> dict[str, torch.Tensor]:
         """Features of images x (B, 3, H, W) in [0, 1] at the named layers, as a dict in the order asked for."""
-        layers = [layers] if isinstance(layers, str) else list(layers)
-        if not layers:
-            raise ValueError("layers must name at least one layer")
-        wanted = {self.index_of(name) for name in layers}
-        x = _validate.float_tensor(x, "x")
-        if x.dim() != 4 or x.shape[1] != 3 or x.numel() == 0:
-            raise ValueError(f"x must be images (B, 3, H, W) with B, H, W > 0, got shape {tuple(x.shape)}")
-        if x.device != self.filters.device or x.dtype != self.filters.dtype:
-            raise ValueError(f"x is {x.dtype} on {x.device} but {self.what} is {self.filters.dtype} on "
-                             f"{self.filters.device}; move one with .to()")
-        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        layers, wanted = self.requested(layers)
+        x = self.checked_images(x, self.filters)
         # A constant channel beside the pixels: the Gram of (x, 1) holds the mean colour E[x] apart from
         # E[x x^T]; without it a grey image and a tinted one of other contrast can share their Gram.
         out = {"pixels": torch.cat([x, torch.ones_like(x[:, :1])], 1)}
@@ -109,6 +91,3 @@ class RandomMultiScale(torch.nn.Module):
                 out[self.layer_names[s]] = F.relu(F.conv2d(F.pad(level, (pad,) * 4, mode=mode), self.filters[s - 1]))
         return {name: out[name] for name in layers}
 
-
-def random_multiscale(**kwargs) -> RandomMultiScale:
-    return RandomMultiScale(**kwargs)
