@@ -79,7 +79,9 @@ def _build_backbone(args, command: str):
 def _layers(text: str | None, extractor, option: str = "--layers", content: bool = False) -> tuple[str, ...]:
     """The layers named in text, or the backbone's defaults (its style or content layers) when None."""
     if text is None:
-        return tuple(extractor.content_layers if content else extractor.style_layers)
+        from fastperc.apps.texture import default_layers
+
+        return default_layers(extractor, None, "content_layers" if content else "style_layers")
     layers = tuple(s.strip() for s in text.split(",") if s.strip())
     for name in layers:
         extractor.index_of(name)
