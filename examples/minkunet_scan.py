@@ -1,80 +1,103 @@
-"""A small MinkUNet-style segmentation network on a real LiDAR scan: forward, backward, timing.
+"""A small MinkUNet-style segmentation network on a real LiDAR scan: forward, backward, timing; on one
+process or data-parallel over several with torchrun.
 
-    python examples/minkunet_scan.py [--scan NPZ|synthetic] [--voxel 0.1] [--steps 3]
+    python examples/minkunet_scan.py [--scan NPZ|synthetic] [--voxel 0.1] [--steps 3] [--tiles 4]
+    torchrun --nproc-per-node 2 examples/minkunet_scan.py [same options]
 
-Encoder: SubMConv3d blocks and stride-2 SparseConv3d downsampling; decoder: SparseInverseConv3d back
-to the finer sites (reusing the encoder's kernel maps) with skip connections (feature concatenation on
-identical sites); a per-voxel classification head trained for a few steps on a synthetic label
+The scan is cut into --tiles sectors around the sensor, one batch item each; under torchrun each rank
+takes its share of the tiles (tile i goes to rank i mod world), the network runs under
+DistributedDataParallel with its batch norms converted to SparseSyncBatchNorm (statistics over every
+rank's sites), and the loss is the mean over every rank's sites (fastperc.distributed.mean_over_ranks):
+so N processes take exactly the steps one process takes on all tiles. The per-voxel label is synthetic
 (height above the lowest voxel, binned), so that the loss visibly decreases.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
 
 import fastperc
+from fastperc import distributed
 from fastperc.bench_sparse import load_points
+from fastperc.models import MinkUNet
 from fastperc.sparse import SparseTensor, nn as snn
 
-
-def block(cin, cout):
-    return torch.nn.Sequential(snn.SubMConv3d(cin, cout), snn.SparseBatchNorm(cout), snn.SparseReLU(),
-                               snn.SubMConv3d(cout, cout), snn.SparseBatchNorm(cout), snn.SparseReLU())
+CLASSES = 4
 
 
-class MiniMinkUNet(torch.nn.Module):
-    def __init__(self, cin=3, classes=4, widths=(16, 32, 64)):
-        super().__init__()
-        w0, w1, w2 = widths
-        self.stem = block(cin, w0)
-        self.down1 = snn.SparseConv3d(w0, w1, kernel_size=2, stride=2)
-        self.enc1 = block(w1, w1)
-        self.down2 = snn.SparseConv3d(w1, w2, kernel_size=2, stride=2)
-        self.enc2 = block(w2, w2)
-        self.up2 = snn.SparseInverseConv3d(w2, w1, kernel_size=2, stride=2)
-        self.dec1 = block(2 * w1, w1)
-        self.up1 = snn.SparseInverseConv3d(w1, w0, kernel_size=2, stride=2)
-        self.dec0 = block(2 * w0, w0)
-        self.head = torch.nn.Linear(w0, classes)
-
-    def forward(self, x: SparseTensor) -> torch.Tensor:
-        s0 = self.stem(x)
-        s1 = self.enc1(self.down1(s0))
-        s2 = self.enc2(self.down2(s1))
-        u1 = self.up2(s2)
-        d1 = self.dec1(u1.replace(torch.cat([u1.feats, s1.feats], 1)))
-        u0 = self.up1(d1)
-        d0 = self.dec0(u0.replace(torch.cat([u0.feats, s0.feats], 1)))
-        return self.head(d0.feats)
+def sector_tiles(points: torch.Tensor, tiles: int) -> torch.Tensor:
+    """(N,) tile index of each point: equal azimuth sectors around the sensor (the origin)."""
+    azimuth = torch.atan2(points[:, 1], points[:, 0])  # in [-pi, pi]
+    return ((azimuth + math.pi) / (2 * math.pi) * tiles).long().clamp(max=tiles - 1)
 
 
-def main():
+def rank_share(x: SparseTensor, labels: torch.Tensor, tiles: list[int]):
+    """The sites of the given tiles, renumbered as batch items 0..len(tiles)-1, and their labels."""
+    keep = torch.zeros(len(x.coords), dtype=torch.bool)
+    coords = x.coords.clone()
+    for new, tile in enumerate(tiles):
+        mine = x.coords[:, 0] == tile
+        keep |= mine
+        coords[mine, 0] = new
+    return SparseTensor(coords[keep], x.feats[keep], spatial_shape=x.spatial_shape), labels[keep]
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scan", default=None)
-    parser.add_argument("--voxel", type=float, default=0.1)
+    parser.add_argument("--scan", default=None, help="an .npz point cloud, or 'synthetic' (default: the shipped scan)")
+    parser.add_argument("--voxel", type=float, default=0.1, help="voxel size in metres")
     parser.add_argument("--steps", type=int, default=3)
-    args = parser.parse_args()
-    torch.manual_seed(0)
+    parser.add_argument("--tiles", type=int, default=4, help="sectors of the scan, one batch item each")
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu")
+    parser.add_argument("--checkpoint", metavar="PT", help="write the trained network's state_dict here (rank 0)")
+    args = parser.parse_args(argv)
+    if args.steps < 1 or args.tiles < 1:
+        parser.error("--steps and --tiles must be >= 1")
+    device = distributed.setup(args.device)
+    world = distributed.world_size()
+    if args.tiles < world:
+        parser.error(f"--tiles {args.tiles} leaves a rank without data; use at least {world}")
+    torch.manual_seed(0)  # the same initial network on every rank (DDP also broadcasts rank 0's)
+    dtype = getattr(torch, args.dtype)
     points, source = load_points(args.scan)
-    x = fastperc.sparse.voxelize(points, args.voxel)
-    z = x.coords[:, 3].float()
-    labels = ((z - z.min()) / (z.max() - z.min() + 1e-6) * 4).long().clamp(max=3)
-    net = MiniMinkUNet()
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
-    print(f"scan: {source}, {len(points)} points -> {len(x.coords)} voxels at {args.voxel} m")
+    x = fastperc.sparse.voxelize(points, args.voxel, batch=sector_tiles(points, args.tiles))
+    z = x.coords[:, 3].to(torch.float64)
+    labels = ((z - z.min()) / (z.max() - z.min() + 1e-6) * CLASSES).long().clamp(max=CLASSES - 1)
+    mine = distributed.shard(range(args.tiles))
+    x, labels = rank_share(x, labels, mine)
+    x, labels = x.to(device, dtype), labels.to(device)
+
+    net = MinkUNet(classes=CLASSES).to(device, dtype)
+    if distributed.launched():
+        net = torch.nn.parallel.DistributedDataParallel(snn.convert_sync_batchnorm(net))
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    say = print if distributed.is_main_process() else (lambda *a, **k: None)
+    say(f"scan: {source}, {len(points)} points, {args.tiles} tiles at {args.voxel} m; "
+        f"rank 0 of {world} holds tiles {mine}: {len(x.coords)} voxels")
     for step in range(args.steps):
         t0 = time.perf_counter()
         logits = net(x)
-        loss = torch.nn.functional.cross_entropy(logits, labels)
+        loss = distributed.mean_over_ranks(torch.nn.functional.cross_entropy(logits, labels, reduction="none"))
         t1 = time.perf_counter()
         opt.zero_grad()
         loss.backward()
         opt.step()
         t2 = time.perf_counter()
-        print(f"step {step}: loss {loss.item():.4f}  forward {1e3 * (t1 - t0):.0f} ms  backward {1e3 * (t2 - t1):.0f} ms")
+        mean_loss = distributed.all_reduce_sum(loss.detach()) / world  # the mean over every rank's sites
+        say(f"step {step}: loss {mean_loss.item():.6f}  forward {1e3 * (t1 - t0):.0f} ms  "
+            f"backward {1e3 * (t2 - t1):.0f} ms")
+    if args.checkpoint and distributed.is_main_process():
+        module = net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
+        torch.save(module.state_dict(), args.checkpoint)
+        say(f"wrote {args.checkpoint}")
+    distributed.cleanup()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

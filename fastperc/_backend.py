@@ -6,9 +6,10 @@ under torch.compile without a graph break.
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
+
+from fastperc import distributed
 
 OPS = ("gram", "gram_backward", "style_loss", "ssim", "ssim_map", "ssim_backward",
        "sparse_kernel_map", "sparse_out_coords", "sparse_conv", "sparse_conv_backward")
@@ -50,7 +51,7 @@ def use_kernel(op: str, device: torch.device) -> bool:
     if not force_reference and (op, device.type) not in _warned and not torch.compiler.is_compiling():
         _warned.add((op, device.type))
         reason = load_error or f"no {device.type} kernel was compiled"
-        warnings.warn(
+        distributed.warn(
             f"fastperc: running the pure-PyTorch reference for '{op}' on {device.type} ({reason}); "
             "see fastperc.info()",
             RuntimeWarning,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import warnings
 
 import torch
 
+from fastperc import distributed
 from fastperc.functional import _validate
 from fastperc.models import AlexNet, SqueezeNet, vgg16
 from fastperc.models import weights as _weights
@@ -71,9 +71,9 @@ class LPIPS(torch.nn.Module):
                 for lin in self.lins:
                     lin.weight.fill_(1.0)
             self.learned_heads = False
-            warnings.warn("fastperc: LPIPS found no linear heads (install the lpips package or pass "
+            distributed.warn("fastperc: LPIPS found no linear heads (install the lpips package or pass "
                           "linear_weights=PATH), so every channel weighs 1: the lpips=False baseline, "
-                          "not LPIPS", stacklevel=2)
+                          "not LPIPS", UserWarning, stacklevel=2)
         else:
             state = _weights.read_state_dict(source, "LPIPS linear heads")
             for i, lin in enumerate(self.lins):

@@ -1,9 +1,13 @@
-"""Backbones written here (no torchvision dependency) that load torchvision-format weight files, and a
-random multi-scale network built for texture statistics without any weights."""
+"""Backbones written here (no torchvision dependency) that load torchvision-format weight files, a
+random multi-scale network built for texture statistics without any weights, and the networks the
+examples train (feed-forward style transfer, sparse segmentation)."""
 from fastperc.models.alexnet import AlexNet
 from fastperc.models.extractor import FeatureExtractor
+from fastperc.models.minkunet import MinkUNet
 from fastperc.models.random_texture import RandomMultiScale
 from fastperc.models.squeezenet import SqueezeNet
+from fastperc.models.transform_net import TransformNet
 from fastperc.models.vgg import VGG, vgg16, vgg19
 
-__all__ = ["FeatureExtractor", "VGG", "vgg16", "vgg19", "AlexNet", "SqueezeNet", "RandomMultiScale"]
+__all__ = ["FeatureExtractor", "VGG", "vgg16", "vgg19", "AlexNet", "SqueezeNet", "RandomMultiScale",
+           "TransformNet", "MinkUNet"]

@@ -8,9 +8,10 @@ offline default, but perceptual distances from them are not those of a trained n
 from __future__ import annotations
 
 import os
-import warnings
 
 import torch
+
+from fastperc import distributed
 
 RANDOM_SEED = 0
 
@@ -75,7 +76,7 @@ def init_random(module: torch.nn.Module, what: str, warn: bool = True) -> None:
                 if m.bias is not None:
                     m.bias.zero_()
     if warn:
-        warnings.warn(f"fastperc: {what} has no weights file, so it runs with seeded random filters "
+        distributed.warn(f"fastperc: {what} has no weights file, so it runs with seeded random filters "
                       f"(fine for texture synthesis; not a trained network). For trained weights give a "
                       f"torchvision state_dict file: weights=PATH in Python, --weights PATH on the command "
-                      f"line.", stacklevel=3)
+                      f"line.", UserWarning, stacklevel=3)

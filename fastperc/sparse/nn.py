@@ -113,3 +113,7 @@ class SparseGlobalPool(torch.nn.Module):
         out = out.scatter_add(0, index, x.feats)
         counts = torch.bincount(x.coords[:, 0].long(), minlength=b).clamp(min=1).to(x.feats.dtype)
         return out / counts[:, None]
+
+
+# Below SparseBatchNorm, which it extends: the distributed form of the layer and its converter.
+from fastperc.sparse.sync_batchnorm import SparseSyncBatchNorm, convert_sync_batchnorm  # noqa: E402,F401
