@@ -7,7 +7,12 @@ import sys
 
 import torch
 
+from fastperc import distributed
 from fastperc.apps import commands
+
+# Commands that split their work over the processes of a torchrun job; the others are one-process
+# commands, and under a launcher every rank would redo the same work and write the same files.
+DISTRIBUTED_COMMANDS = ("compare",)
 
 
 def _cmd_info(args) -> int:
@@ -107,13 +112,19 @@ def main(argv=None) -> int:
     b.set_defaults(func=_cmd_bench)
     commands.add_parsers(sub)
     args = parser.parse_args(argv)
+    say = print if distributed.is_main_process() else (lambda *a, **k: None)
+    if distributed.launched() and args.command not in DISTRIBUTED_COMMANDS:
+        say(f"fastperc {args.command}: error: runs in one process; under torchrun only "
+            f"{', '.join(DISTRIBUTED_COMMANDS)} splits its work over the ranks (run it with plain python)",
+            file=sys.stderr)
+        return commands.EXIT_USAGE
     try:
         return args.func(args)
     except commands.USER_ERRORS as err:
-        print(f"fastperc {args.command}: error: {err}", file=sys.stderr)
+        say(f"fastperc {args.command}: error: {err}", file=sys.stderr)
         return commands.EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"fastperc {args.command}: interrupted", file=sys.stderr)
+        say(f"fastperc {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

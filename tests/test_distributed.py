@@ -24,20 +24,24 @@ WORKER = Path(__file__).resolve().with_name("distributed_worker.py")
 RANKS = 2
 
 
-def torchrun(*args, timeout=600):
+# torchrun runs each rank with OMP_NUM_THREADS=1; the one-process runs do too, since torch's float32
+# reductions (a mean over an image) round differently with another number of threads.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(WORKER.parent)]), "OMP_NUM_THREADS": "1"}
+
+
+def torchrun(*args, timeout=600, check=True, cwd=None):
     """`torchrun --standalone --nproc-per-node 2 ARGS` with the repo importable; fails the test with
-    the processes' output when the job fails."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(WORKER.parent)]), "OMP_NUM_THREADS": "1"}
+    the processes' output when the job fails (with check)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={RANKS}", *map(str, args)]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{' '.join(cmd)}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+    out = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    assert not check or out.returncode == 0, f"{' '.join(cmd)}\n{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
     return out
 
 
-def run_python(*args, timeout=600):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, f"{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
+def run_python(*args, timeout=600, check=True, cwd=None):
+    out = subprocess.run([sys.executable, *map(str, args)], env=ENV, capture_output=True, text=True, timeout=timeout,
+                         cwd=cwd)
+    assert not check or out.returncode == 0, f"{out.stdout[-4000:]}\n{out.stderr[-4000:]}"
     return out
 
 
@@ -168,3 +172,97 @@ def test_feedforward_style_under_compiled_ddp_equals_one_process(tmp_path):
     assert_same_state(torch.load(tmp_path / "single.pt"), torch.load(tmp_path / "ddp.pt"))
     # Rank 0 alone wrote, and said so once: one copy of each line, one note on random weights.
     assert ranks.stdout.count("wrote") == 2 and ranks.stderr.count("seeded random filters") == 1
+
+
+# ----------------------------------------------------------------------------------- compare
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two folders of 9 pairs: noisy copies at two sizes (MS-SSIM needs > 160 px), an identical pair (PSNR
+    inf), a grayscale image against an RGB one, and a file only in one folder."""
+    from fastperc.image import write_image
+
+    root = tmp_path_factory.mktemp("pairs")
+    (root / "a").mkdir()
+    (root / "b").mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(7):
+        x = torch.rand(1, 3, 200 if i % 3 else 64, 180, generator=g)
+        y = x if i == 2 else (x + 0.05 * torch.randn(x.shape, generator=g)).clamp(0, 1)
+        write_image(x, root / "a" / f"img{i}.png")
+        write_image(y, root / "b" / f"img{i}.png")
+    write_image(torch.rand(1, 1, 64, 64, generator=g), root / "a" / "gray.png")
+    write_image(torch.rand(1, 3, 64, 64, generator=g), root / "b" / "gray.png")
+    write_image(torch.rand(1, 3, 64, 64, generator=g), root / "a" / "lonely.png")
+    return root
+
+
+def test_compare_writes_every_pair_as_csv_and_json(folders, tmp_path):
+    import csv
+    import json
+
+    from fastperc.apps import compare
+
+    out = run_python("-m", "fastperc.cli", "compare", "a", "b", "--csv", tmp_path / "m.csv", "--json", tmp_path / "m.json",
+                     cwd=folders)
+    assert "lonely.png is only in a" in out.stderr and "grayscale expanded" in out.stderr
+    rows = list(csv.DictReader(open(tmp_path / "m.csv")))
+    doc = json.load(open(tmp_path / "m.json"))
+    names = [f"img{i}.png" for i in range(7)]
+    assert [r["pair"] for r in rows] == [p["pair"] for p in doc["pairs"]] == ["gray.png"] + names
+    assert doc["metrics"] == list(compare.DEFAULT_METRICS)
+    for row, entry in zip(rows, doc["pairs"]):
+        a, b, _ = compare.load_pair(folders / row["a"], folders / row["b"])
+        expected = compare.compute(a, b, compare.DEFAULT_METRICS)
+        for m, value in expected.items():
+            if value is None:  # MS-SSIM of images under 161 px
+                assert row[m] == "" and entry[m] is None
+            elif value == float("inf"):  # the identical pair
+                assert row[m] == entry[m] == "inf" and row["pair"] == "img2.png"
+            else:
+                assert float(row[m]) == entry[m] == pytest.approx(value, rel=1e-6, abs=1e-7)
+    # The means skip the pairs where a metric does not apply, as the table's last row does.
+    ms = [e["ms-ssim"] for e in doc["pairs"] if e["ms-ssim"] is not None]
+    assert len(ms) == 4 and doc["mean"]["ms-ssim"] == pytest.approx(sum(ms) / 4, rel=1e-12)
+    assert doc["mean"]["psnr"] == "inf"
+    assert f"{doc['mean']['ssim']:.4f}" in out.stdout.splitlines()[-3]
+
+
+def test_compare_under_torchrun_equals_one_process(folders, tmp_path):
+    single = run_python("-m", "fastperc.cli", "compare", "a", "b", "--csv", tmp_path / "1.csv",
+                        "--json", tmp_path / "1.json", cwd=folders)
+    ranks = torchrun("-m", "fastperc.cli", "compare", "a", "b", "--csv", tmp_path / "2.csv",
+                     "--json", tmp_path / "2.json", cwd=folders)
+    # Exactly: per-pair values computed alike, gathered (no arithmetic across ranks), means in pair order.
+    assert (tmp_path / "1.csv").read_bytes() == (tmp_path / "2.csv").read_bytes()
+    assert (tmp_path / "1.json").read_bytes() == (tmp_path / "2.json").read_bytes()
+    assert ranks.stdout.replace("2.csv", "1.csv").replace("2.json", "1.json") == single.stdout
+    # One voice: each note once, the progress line from rank 0 only (its 4 of the 8 pairs).
+    assert ranks.stderr.count("lonely.png is only in a") == 1 and ranks.stderr.count("grayscale expanded") == 1
+    progress = [line for line in ranks.stderr.splitlines() if line.startswith("compare")]
+    assert progress and all(line.startswith("compare (rank 0 of 2)") for line in progress)
+    assert progress[-1].startswith("compare (rank 0 of 2) 4/4")
+
+
+def test_compare_under_torchrun_stops_every_rank_on_a_bad_file(folders, tmp_path):
+    import shutil
+
+    for side in ("a", "b"):
+        shutil.copytree(folders / side, tmp_path / side)
+        (tmp_path / side / "img3.png").write_bytes(b"not a png")  # a pair of rank 1's
+    out = torchrun("-m", "fastperc.cli", "compare", "a", "b", "--csv", tmp_path / "m.csv", cwd=tmp_path, check=False,
+                   timeout=300)
+    assert out.returncode != 0 and out.stderr.count("error: ") == 1 and "img3.png" in out.stderr
+    assert not (tmp_path / "m.csv").exists()
+
+
+def test_one_process_commands_refuse_to_run_under_a_launcher(monkeypatch, capsys):
+    from fastperc import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank, said in (("0", 1), ("1", 0)):
+        monkeypatch.setenv("RANK", rank)
+        assert cli.main(["texture", "style.png", "-o", "out.png"]) == 2
+        assert cli.main(["bench", "--quick"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("runs in one process") == 2 * said

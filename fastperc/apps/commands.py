@@ -11,13 +11,16 @@ import warnings
 
 import torch
 
+from fastperc import distributed
 from fastperc.image import ImageError, check_output_path, read_image, side_by_side, write_image
 
 EXIT_USAGE = 2
 
 
 def _say(command: str, message: str) -> None:
-    print(f"fastperc {command}: {message}", file=sys.stderr)
+    """A note or error on stderr, from rank 0 only under torchrun (every rank would say the same)."""
+    if distributed.is_main_process():
+        print(f"fastperc {command}: {message}", file=sys.stderr)
 
 
 def _positive(kind):
@@ -174,22 +177,21 @@ def cmd_style(args) -> int:
 
 def cmd_compare(args) -> int:
     from fastperc.apps import compare
+    from fastperc.apps.progress import Progress
 
     metrics = compare.parse_metrics(args.metrics)
-    lpips_model = None
-    if "lpips" in metrics:
-        if not args.lpips_weights:
-            raise ValueError("lpips needs trained backbone weights: pass --lpips-weights PTH (a torchvision "
-                             "alexnet/vgg16/squeezenet1_1 state_dict, matching --lpips-net)")
-        from fastperc.losses.lpips import LPIPS
-
-        lpips_model = _with_notes("compare", lambda: LPIPS(args.lpips_net, weights=args.lpips_weights))
+    for path in (args.csv, args.json, args.map):
+        if path:
+            check_output_path(path)
     a_is_dir, b_is_dir = os.path.isdir(args.a), os.path.isdir(args.b)
     if a_is_dir != b_is_dir:
         raise ValueError(f"compare takes two image files or two folders; {args.a if a_is_dir else args.b} is a folder")
+    if a_is_dir and args.map:
+        raise ValueError("--map writes one image: give two image files, not folders")
+    if "lpips" in metrics and not args.lpips_weights:
+        raise ValueError("lpips needs trained backbone weights: pass --lpips-weights PTH (a torchvision "
+                         "alexnet/vgg16/squeezenet1_1 state_dict, matching --lpips-net)")
     if a_is_dir:
-        if args.map:
-            raise ValueError("--map writes one image: give two image files, not folders")
         pairs, only_a, only_b = compare.folder_pairs(args.a, args.b)
         for name in only_a:
             _say("compare", f"note: {name} is only in {args.a}")
@@ -199,23 +201,42 @@ def cmd_compare(args) -> int:
             raise ImageError(f"no image files with the same name in {args.a} and {args.b}")
     else:
         pairs = [(f"{os.path.basename(args.a)} vs {os.path.basename(args.b)}", args.a, args.b)]
-    rows = []
-    with torch.no_grad():
-        for name, path_a, path_b in pairs:
-            a, b, notes = compare.load_pair(path_a, path_b)
-            for n in notes:
-                _say("compare", f"note: {n}")
-            rows.append((name, compare.compute(a, b, metrics, lpips_model)))
-            if args.map:
-                write_image(compare.ssim_map(a, b), args.map)
+    # Every rank gets here with the same pairs (the checks above raise alike on every rank, before any
+    # collective); under torchrun the ranks now join one job and share the pairs.
+    device = distributed.setup(args.device)
+    lpips_model = None
+    if "lpips" in metrics:
+        from fastperc.losses.lpips import LPIPS
+
+        lpips_model = _with_notes("compare", lambda: LPIPS(args.lpips_net, weights=args.lpips_weights)).to(device)
+    main = distributed.is_main_process()
+    shown = len(distributed.shard(pairs))
+    label = "compare" if not distributed.launched() else f"compare (rank 0 of {distributed.world_size()})"
+    progress = Progress(label, shown, unit="pairs") if main and len(pairs) > 1 else None
+    try:
+        results, error = compare.evaluate(pairs, metrics, lpips_model, device, progress, USER_ERRORS)
+    finally:
+        distributed.cleanup()
+    if error is not None:
+        raise ImageError(error)
+    for r in results:
+        for n in r.notes:
+            _say("compare", f"note: {n}")
+    if not main:
+        return 0
+    rows = [(r.name, r.values) for r in results]
     if len(rows) > 1:
-        mean = {}
-        for m in metrics:
-            values = [r[1][m] for r in rows if r[1][m] is not None]
-            mean[m] = sum(values) / len(values) if values else None
-        rows.append(("mean", mean))
+        rows.append(("mean", compare.mean_values(results, metrics)))
     print(compare.format_table(rows, metrics))
+    if args.csv:
+        compare.write_csv(args.csv, results, metrics)
+        print(f"wrote {args.csv} ({len(results)} pairs)")
+    if args.json:
+        compare.write_json(args.json, results, metrics, compare.mean_values(results, metrics))
+        print(f"wrote {args.json} ({len(results)} pairs)")
     if args.map:
+        a, b, _ = compare.load_pair(args.a, args.b)
+        write_image(compare.ssim_map(a, b), args.map)
         print(f"wrote {args.map} (SSIM map, white = identical)")
     return 0
 
@@ -260,6 +281,10 @@ def add_parsers(sub) -> None:
     c.add_argument("--metrics", default=",".join(("ssim", "ms-ssim", "psnr", "mae", "rmse")),
                    help="comma-separated, from ssim,ms-ssim,psnr,mae,rmse,lpips (default: %(default)s)")
     c.add_argument("--map", metavar="PNG", help="write the SSIM map as a grayscale image")
+    c.add_argument("--csv", metavar="PATH", help="write every pair's metrics as CSV (pair, a, b, metrics)")
+    c.add_argument("--json", metavar="PATH", help="write every pair's metrics and the means as JSON")
+    c.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu",
+                   help="where the metrics run; under torchrun, cuda means cuda:LOCAL_RANK (default: %(default)s)")
     c.add_argument("--lpips-net", choices=("alex", "vgg", "squeeze"), default="alex")
     c.add_argument("--lpips-weights", metavar="PTH", help="torchvision backbone state_dict for lpips")
     c.set_defaults(func=cmd_compare)

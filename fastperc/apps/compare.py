@@ -1,9 +1,16 @@
-"""Metrics between two images, or between the files of the same name in two folders."""
+"""Metrics between two images, or between the files of the same name in two folders; under torchrun
+the pairs are split over the ranks and gathered on rank 0, so the table is the one process's."""
 from __future__ import annotations
 
+import csv
+import json
+import math
 import os
+from typing import NamedTuple
 
 import torch
+
+from fastperc import distributed
 
 from fastperc.functional.ssim import ms_ssim, ssim
 from fastperc.image import ImageError, read_image
@@ -72,6 +79,76 @@ def folder_pairs(dir_a: str, dir_b: str):
     in_a, in_b = images(dir_a), images(dir_b)
     pairs = [(n, os.path.join(dir_a, n), os.path.join(dir_b, n)) for n in sorted(in_a & in_b)]
     return pairs, sorted(in_a - in_b), sorted(in_b - in_a)
+
+
+class PairResult(NamedTuple):
+    name: str
+    path_a: str
+    path_b: str
+    values: dict  # metric -> value, None where it does not apply
+    notes: list  # what loading the pair changed (grayscale expanded, ...)
+
+
+def evaluate(pairs, metrics, lpips_model=None, device="cpu", progress=None, errors=(ImageError, ValueError)):
+    """Every pair's metrics, the pairs split over the ranks of a torch.distributed job (pair i on rank
+    i mod world; one process does them all). Returns, on every rank and in the order of pairs, a
+    PairResult per pair and the first error by pair order (a message, or None): a rank stops at its
+    first unreadable pair, the others finish theirs, and no rank waits forever."""
+    mine = distributed.shard(list(enumerate(pairs)))
+    done = []
+    with torch.no_grad():
+        for step, (index, (name, path_a, path_b)) in enumerate(mine, 1):
+            try:
+                a, b, notes = load_pair(path_a, path_b)
+                values = compute(a.to(device), b.to(device), metrics, lpips_model)
+            except errors as err:
+                done.append((index, None, [], str(err)))
+                break
+            done.append((index, values, notes, None))
+            if progress is not None:
+                progress.update(step)
+    gathered = sorted((item for part in distributed.gather_objects(done) for item in part), key=lambda item: item[0])
+    failed = [message for _, _, _, message in gathered if message is not None]
+    results = [PairResult(*pairs[index], values, notes) for index, values, notes, message in gathered
+               if message is None]
+    return results, (failed[0] if failed else None)
+
+
+def mean_values(results, metrics) -> dict[str, float | None]:
+    """The mean of each metric over the pairs where it applies, summed in pair order (the same order,
+    hence the same rounding, whatever the number of processes)."""
+    mean = {}
+    for m in metrics:
+        values = [r.values[m] for r in results if r.values[m] is not None]
+        mean[m] = sum(values) / len(values) if values else None
+    return mean
+
+
+def _cell(value):
+    """A metric for CSV and JSON: None where it does not apply, inf as the string "inf" (PSNR of
+    identical images; JSON has no infinity), full precision otherwise."""
+    if value is None or math.isfinite(value):
+        return value
+    return "inf" if value > 0 else "-inf"
+
+
+def write_csv(path, results, metrics) -> None:
+    """One line per pair: pair, a, b, then the metrics (empty where one does not apply)."""
+    with open(path, "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["pair", "a", "b", *metrics])
+        for r in results:
+            out.writerow([r.name, r.path_a, r.path_b, *("" if r.values[m] is None else _cell(r.values[m]) for m in metrics)])
+
+
+def write_json(path, results, metrics, mean) -> None:
+    """{"metrics": [...], "pairs": [{"pair", "a", "b", metric: value}], "mean": {metric: value}}."""
+    doc = {"metrics": list(metrics),
+           "pairs": [{"pair": r.name, "a": r.path_a, "b": r.path_b, **{m: _cell(r.values[m]) for m in metrics}}
+                     for r in results],
+           "mean": {m: _cell(v) for m, v in mean.items()}}
+    with open(path, "w") as fh:
+        json.dump(doc, fh, indent=1, allow_nan=False)
 
 
 def format_table(rows, metrics) -> str:

@@ -1,4 +1,4 @@
-"""A dependency-free progress line for optimisation loops, on stderr.
+"""A dependency-free progress line for loops (optimisation steps, image pairs), on stderr.
 
 On a terminal it redraws one line; otherwise (a log file, a pipe, a test) it prints a line at every
 tenth of the run, so logs stay short.
@@ -10,19 +10,20 @@ import time
 
 
 class Progress:
-    def __init__(self, label: str, total: int, stream=None, width: int = 24):
-        self.label, self.total, self.width = label, total, width
+    def __init__(self, label: str, total: int, stream=None, width: int = 24, unit: str = "steps"):
+        self.label, self.total, self.width, self.unit = label, total, width, unit
         self.stream = stream if stream is not None else sys.stderr
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.start = time.perf_counter()
         self.last_tenth = -1
 
-    def update(self, step: int, loss: float) -> None:
+    def update(self, step: int, loss: float | None = None) -> None:
         done = step / self.total if self.total else 1.0
         rate = step / max(time.perf_counter() - self.start, 1e-9)
         filled = int(round(done * self.width))
         line = (f"{self.label} {step:>{len(str(self.total))}}/{self.total} "
-                f"|{'#' * filled}{'.' * (self.width - filled)}| loss {loss:.4e}  {rate:.2f} steps/s")
+                f"|{'#' * filled}{'.' * (self.width - filled)}|{'' if loss is None else f' loss {loss:.4e}'}  "
+                f"{rate:.2f} {self.unit}/s")
         if self.tty:
             self.stream.write("\r" + line + ("\n" if step >= self.total else ""))
         else:
