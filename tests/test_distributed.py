@@ -266,3 +266,20 @@ def test_one_process_commands_refuse_to_run_under_a_launcher(monkeypatch, capsys
         assert cli.main(["bench", "--quick"]) == 2
         err = capsys.readouterr().err
         assert err.count("runs in one process") == 2 * said
+
+
+def test_readme_distributed_block_runs_under_torchrun(tmp_path):
+    import test_readme
+
+    blocks = [p.values[0] for p in test_readme.python_blocks() if "distributed.setup" in p.values[0]]
+    assert len(blocks) == 1
+    script = tmp_path / "readme_ddp.py"
+    # Each rank reports to its own file (two processes' prints can interleave on one pipe).
+    script.write_text(blocks[0] + "open(f'rank{distributed.rank()}.txt', 'w').write(f'{distributed.world_size()} "
+                                  "{len(x.coords)} {float(loss)}')\n")
+    torchrun(script, cwd=tmp_path)
+    said = [(tmp_path / f"rank{r}.txt").read_text().split() for r in range(RANKS)]
+    assert [s[0] for s in said] == ["2", "2"]
+    # Each rank voxelised its half of the points, and the loss is each rank's share of the global mean.
+    sites = [int(s[1]) for s in said]
+    assert 0 < sites[0] != sites[1] > 0
