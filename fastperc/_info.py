@@ -5,7 +5,7 @@ import platform
 
 import torch
 
-from fastperc import _backend
+from fastperc import _backend, distributed
 
 
 def info(print_table: bool = True) -> dict:
@@ -31,11 +31,25 @@ def info(print_table: bool = True) -> dict:
         "cuda_kernels": bool(build.get("cuda")),
         "cuda_archs": build.get("cuda_archs") or None,
         "devices": devices,
+        "distributed": _distributed_state(),
         "reference_fallback": fallback,
     }
     if print_table:
         print(format_info(values))
     return values
+
+
+def _distributed_state() -> str:
+    """What torch.distributed offers here and where this process stands in a job."""
+    if not torch.distributed.is_available():
+        return "not available in this torch"
+    backends = [name for name, ok in (("gloo", torch.distributed.is_gloo_available()),
+                                      ("nccl", torch.distributed.is_nccl_available())) if ok]
+    where = (f"rank {distributed.rank()} of {distributed.world_size()}" if distributed.launched()
+             else "one process")
+    if distributed.initialized():
+        where += f" ({torch.distributed.get_backend()})"
+    return f"{where}; backends {', '.join(backends) or 'none'}"
 
 
 def format_info(values: dict) -> str:

@@ -61,6 +61,7 @@ def test_helpers_without_a_process_group(monkeypatch):
     monkeypatch.delenv("RANK", raising=False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert (distributed.rank(), distributed.world_size(), distributed.launched()) == (0, 1, False)
+    assert fastperc.info(print_table=False)["distributed"].startswith("one process; backends gloo")
     assert distributed.shard(range(5)) == [0, 1, 2, 3, 4]
     assert distributed.shard(range(5), 1, 2) == [1, 3] and distributed.shard(range(5), 0, 2) == [0, 2, 4]
     values = torch.tensor([1.0, 2.0, 6.0])
@@ -76,6 +77,7 @@ def test_rank_from_torchrun_environment_and_warnings_on_rank_0_only(monkeypatch)
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert (distributed.rank(), distributed.world_size(), distributed.launched()) == (1, 2, True)
+    assert fastperc.info(print_table=False)["distributed"].startswith("rank 1 of 2; backends gloo")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         distributed.warn("fastperc: said once per job")
