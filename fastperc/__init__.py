@@ -11,11 +11,11 @@ if _backend.extension_loaded():
 from fastperc.functional import gram_matrix, l1_ssim_loss, ms_ssim, ssim, style_loss  # noqa: E402
 from fastperc.nn import L1SSIMLoss, MSSSIMLoss, SSIMLoss, StyleLoss  # noqa: E402
 from fastperc._info import info  # noqa: E402
-from fastperc import data, sparse  # noqa: E402
+from fastperc import data, distributed, sparse  # noqa: E402
 from fastperc import losses, models  # noqa: E402
 
 __all__ = [
     "gram_matrix", "style_loss", "StyleLoss",
     "ssim", "ms_ssim", "l1_ssim_loss", "SSIMLoss", "MSSSIMLoss", "L1SSIMLoss",
-    "sparse", "losses", "models", "info", "__version__",
+    "sparse", "losses", "models", "distributed", "info", "__version__",
 ]
