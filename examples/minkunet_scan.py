@@ -23,7 +23,7 @@ import fastperc
 from fastperc import distributed
 from fastperc.bench_sparse import load_points
 from fastperc.models import MinkUNet
-from fastperc.sparse import SparseTensor, nn as snn
+from fastperc.sparse import nn as snn
 
 CLASSES = 4
 
@@ -32,17 +32,6 @@ def sector_tiles(points: torch.Tensor, tiles: int) -> torch.Tensor:
     """(N,) tile index of each point: equal azimuth sectors around the sensor (the origin)."""
     azimuth = torch.atan2(points[:, 1], points[:, 0])  # in [-pi, pi]
     return ((azimuth + math.pi) / (2 * math.pi) * tiles).long().clamp(max=tiles - 1)
-
-
-def rank_share(x: SparseTensor, labels: torch.Tensor, tiles: list[int]):
-    """The sites of the given tiles, renumbered as batch items 0..len(tiles)-1, and their labels."""
-    keep = torch.zeros(len(x.coords), dtype=torch.bool)
-    coords = x.coords.clone()
-    for new, tile in enumerate(tiles):
-        mine = x.coords[:, 0] == tile
-        keep |= mine
-        coords[mine, 0] = new
-    return SparseTensor(coords[keep], x.feats[keep], spatial_shape=x.spatial_shape), labels[keep]
 
 
 def main(argv=None) -> int:
@@ -69,7 +58,8 @@ def main(argv=None) -> int:
     z = x.coords[:, 3].to(torch.float64)
     labels = ((z - z.min()) / (z.max() - z.min() + 1e-6) * CLASSES).long().clamp(max=CLASSES - 1)
     mine = distributed.shard(range(args.tiles))
-    x, labels = rank_share(x, labels, mine)
+    keep = torch.isin(x.coords[:, 0], torch.tensor(mine, dtype=x.coords.dtype))
+    x, labels = fastperc.sparse.select_batch(x, mine), labels[keep]
     x, labels = x.to(device, dtype), labels.to(device)
 
     net = MinkUNet(classes=CLASSES).to(device, dtype)

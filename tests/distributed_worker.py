@@ -11,7 +11,7 @@ import sys
 import torch
 
 from fastperc import distributed
-from fastperc.sparse import SparseTensor
+from fastperc.sparse import SparseTensor, select_batch
 from fastperc.sparse.nn import SparseSyncBatchNorm
 
 CHANNELS = 5
@@ -82,7 +82,114 @@ def syncbn(out_dir):
     torch.save(results, os.path.join(out_dir, f"syncbn_rank{rank}.pt"))
 
 
-CASES = {"syncbn": syncbn}
+def image_batch(count=4, size=48, seed=1):
+    """The global batch of the loss-module case: (inputs, targets), the same on every rank."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(count, 3, size, size, generator=g, dtype=torch.float64)
+    target = torch.nn.functional.avg_pool2d(x, 5, 1, 2)
+    return x, target, torch.rand(1, 3, size, size, generator=g, dtype=torch.float64)
+
+
+def every_loss(style_image):
+    """(weight, module, takes_target): each loss module of fastperc, with its default (mean) reduction."""
+    from fastperc import losses, nn as fnn
+    from fastperc.models import vgg16
+
+    vgg = vgg16().double()
+    return [
+        (1.0, fnn.SSIMLoss(1.0), True),
+        (1.0, fnn.MSSSIMLoss(1.0, weights=(0.3, 0.3, 0.4), win_size=7), True),
+        (1.0, fnn.L1SSIMLoss(1.0), True),
+        (1.0, losses.MAELoss(), True),
+        (1.0, losses.MSELoss(), True),
+        (1.0, losses.RMSELoss(), True),
+        (-0.01, losses.PSNR(1.0), True),
+        (1.0, losses.PerceptualLoss(("relu1_2", "relu2_2"), extractor=vgg), True),
+        (1e3, losses.VGGStyleLoss(style_image, ("relu1_2", "relu2_2"), extractor=vgg), False),
+        (1.0, losses.LPIPS("alex").double(), True),
+    ]
+
+
+def point_clouds(count=4, seed=2):
+    """count voxelised clouds of different sizes (batch item i = cloud i) and a class label each."""
+    from fastperc.sparse import voxelize
+
+    g = torch.Generator().manual_seed(seed)
+    points, batch = [], []
+    for i in range(count):
+        n = 300 + 150 * i
+        points.append(torch.rand(n, 3, generator=g, dtype=torch.float64) * torch.tensor([6.0, 6.0, 3.0 + i]))
+        batch.append(torch.full((n,), i))
+    x = voxelize(torch.cat(points), 0.5, batch=torch.cat(batch))
+    return x.replace(x.feats.to(torch.float64)), torch.tensor([0, 1, 1, 0])
+
+
+class EverySparseLayer(torch.nn.Module):
+    """Every sparse layer but SparseDropout (its random masks follow the sharding) in one small net."""
+
+    def __init__(self, classes=2):
+        super().__init__()
+        from fastperc.sparse import nn as snn
+
+        self.subm = snn.SubMConv3d(3, 8, bias=False)
+        self.norm = snn.SparseBatchNorm(8)
+        self.relu = snn.SparseReLU()
+        self.down = snn.SparseConv3d(8, 8, 3, stride=2, padding=1)
+        self.up = snn.SparseInverseConv3d(8, 8, 3, stride=2, padding=1)
+        self.max_pool, self.avg_pool = snn.SparseMaxPool3d(2), snn.SparseAvgPool3d(2)
+        self.transposed = snn.SparseConvTranspose3d(8, 4, 2, stride=2)
+        self.mean, self.max = snn.SparseGlobalPool("mean"), snn.SparseGlobalPool("max")
+        self.head = torch.nn.Linear(8, classes)
+
+    def forward(self, x, batch_size):
+        a = self.relu(self.norm(self.subm(x)))
+        b = self.up(self.down(a))
+        c = a.replace(a.feats + b.feats)
+        pooled = self.max_pool(c)
+        d = pooled.replace(pooled.feats + self.avg_pool(c).feats)
+        e = self.transposed(d)
+        return self.head(torch.cat([self.mean(e, batch_size), self.max(e, batch_size)], 1))
+
+
+def train_modules(steps=2, lr=0.05):
+    """SGD steps of a conv layer under every loss module and of EverySparseLayer, each rank on its share
+    of the global batch (all of it without a process group). Returns the losses and final parameters."""
+    from fastperc.sparse import nn as snn
+
+    torch.manual_seed(0)
+    x_all, target_all, style_image = image_batch()
+    terms = every_loss(style_image)
+    conv = torch.nn.Conv2d(3, 3, 3, padding=1).double()
+    sparse_net = snn.convert_sync_batchnorm(EverySparseLayer().double())
+    clouds, labels_all = point_clouds()
+    mine = distributed.shard(range(len(x_all)))
+    x, target = x_all[mine], target_all[mine]
+    cloud, labels = select_batch(clouds, mine), labels_all[mine]
+    if distributed.launched():
+        conv = torch.nn.parallel.DistributedDataParallel(conv)
+        sparse_net = torch.nn.parallel.DistributedDataParallel(sparse_net)
+    opt = torch.optim.SGD([*conv.parameters(), *sparse_net.parameters()], lr=lr)
+    losses = []
+    for _ in range(steps):
+        y = torch.sigmoid(conv(x))
+        dense = sum(w * (module(y, target) if takes_target else module(y)) for w, module, takes_target in terms)
+        sparse = torch.nn.functional.cross_entropy(sparse_net(cloud, len(mine)), labels)
+        opt.zero_grad()
+        (dense + sparse).backward()
+        opt.step()
+        losses.append(distributed.all_reduce_sum(torch.stack([dense, sparse]).detach()) / distributed.world_size())
+    unwrap = (lambda m: m.module) if distributed.launched() else (lambda m: m)
+    return {"losses": torch.stack(losses), **{f"conv.{k}": v for k, v in unwrap(conv).state_dict().items()},
+            **{f"sparse.{k}": v for k, v in unwrap(sparse_net).state_dict().items()}}
+
+
+def modules(out_dir):
+    state = train_modules()
+    if distributed.is_main_process():
+        torch.save(state, os.path.join(out_dir, "modules.pt"))
+
+
+CASES = {"syncbn": syncbn, "modules": modules}
 
 if __name__ == "__main__":
     case, out_dir = sys.argv[1], sys.argv[2]

@@ -73,6 +73,17 @@ def test_helpers_without_a_process_group(monkeypatch):
         distributed.setup("tpu")
 
 
+def test_select_batch_keeps_the_items_sites_renumbered():
+    coords = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 0], [1, 3, 3, 3], [2, 5, 5, 5]], dtype=torch.int32)
+    x = SparseTensor(coords, torch.arange(8.0).reshape(4, 2), spatial_shape=(8, 8, 8))
+    part = fastperc.sparse.select_batch(x, [2, 0])
+    assert part.coords.tolist() == [[1, 1, 1, 1], [0, 0, 0, 0], [0, 5, 5, 5]]
+    assert part.feats[:, 0].tolist() == [0.0, 2.0, 6.0] and part.spatial_shape == (8, 8, 8)
+    assert len(fastperc.sparse.select_batch(x, []).coords) == 0
+    with pytest.raises(ValueError, match="repeat"):
+        fastperc.sparse.select_batch(x, [1, 1])
+
+
 def test_rank_from_torchrun_environment_and_warnings_on_rank_0_only(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -140,6 +151,19 @@ def test_sync_batchnorm_equals_batchnorm_on_the_union_of_all_ranks(tmp_path):
         for key in ("grad_weight", "grad_bias"):
             for step, expected in enumerate(union[key]):
                 torch.testing.assert_close(sum(p[name][key][step] for p in per_rank), expected, **tol)
+
+
+def test_every_loss_module_and_sparse_layer_under_ddp_equals_one_process(tmp_path, monkeypatch):
+    # SSIM, MS-SSIM, L1+SSIM, MAE, MSE, RMSE, PSNR, perceptual, VGG style and LPIPS losses on a conv
+    # layer's output, and every sparse layer (SparseSyncBatchNorm for the norm) on 4 clouds of different
+    # sizes: 2 SGD steps on a global batch of 4, split 2 + 2 over the ranks.
+    torchrun(WORKER, "modules", tmp_path)
+    monkeypatch.delenv("RANK", raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random VGG / AlexNet filters
+        single = worker.train_modules()
+    assert_same_state(single, torch.load(tmp_path / "modules.pt"))
 
 
 def printed_losses(stdout: str) -> list[float]:

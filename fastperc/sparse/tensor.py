@@ -153,6 +153,21 @@ def cat(tensors) -> "SparseTensor":
     return SparseTensor(torch.cat(coords), torch.cat(feats), tensors[0].stride, shape)
 
 
+def select_batch(x: SparseTensor, items) -> SparseTensor:
+    """The sites of the given batch items of x, renumbered 0..len(items)-1 in the order given: a rank's
+    share of a batch under torch.distributed (fastperc.distributed.shard gives the items)."""
+    items = [int(i) for i in items]
+    if len(set(items)) != len(items):
+        raise ValueError(f"select_batch: items must not repeat, got {items}")
+    keep = torch.zeros(len(x.coords), dtype=torch.bool, device=x.coords.device)
+    coords = x.coords.clone()
+    for new, item in enumerate(items):
+        rows = x.coords[:, 0] == item
+        keep |= rows
+        coords[rows, 0] = new
+    return SparseTensor(coords[keep], x.feats[keep], x.stride, x.spatial_shape, _check=False)
+
+
 def voxelize(points, voxel_size, batch=None, features=None, reduce: str = "mean"):
     """Points (N, 3) -> SparseTensor of the occupied voxels floor((p - min) / voxel_size).
 
