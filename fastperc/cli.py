@@ -112,19 +112,18 @@ def main(argv=None) -> int:
     b.set_defaults(func=_cmd_bench)
     commands.add_parsers(sub)
     args = parser.parse_args(argv)
-    say = print if distributed.is_main_process() else (lambda *a, **k: None)
+    say = commands._say  # on stderr, from rank 0 only under torchrun
     if distributed.launched() and args.command not in DISTRIBUTED_COMMANDS:
-        say(f"fastperc {args.command}: error: runs in one process; under torchrun only "
-            f"{', '.join(DISTRIBUTED_COMMANDS)} splits its work over the ranks (run it with plain python)",
-            file=sys.stderr)
+        say(args.command, f"error: runs in one process; under torchrun only {', '.join(DISTRIBUTED_COMMANDS)} "
+            "splits its work over the ranks (run it with plain python)")
         return commands.EXIT_USAGE
     try:
         return args.func(args)
     except commands.USER_ERRORS as err:
-        say(f"fastperc {args.command}: error: {err}", file=sys.stderr)
+        say(args.command, f"error: {err}")
         return commands.EXIT_USAGE
     except KeyboardInterrupt:
-        say(f"fastperc {args.command}: interrupted", file=sys.stderr)
+        say(args.command, "interrupted")
         return 130
 
 

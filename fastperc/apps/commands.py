@@ -210,9 +210,8 @@ def cmd_compare(args) -> int:
 
         lpips_model = _with_notes("compare", lambda: LPIPS(args.lpips_net, weights=args.lpips_weights)).to(device)
     main = distributed.is_main_process()
-    shown = len(distributed.shard(pairs))
     label = "compare" if not distributed.launched() else f"compare (rank 0 of {distributed.world_size()})"
-    progress = Progress(label, shown, unit="pairs") if main and len(pairs) > 1 else None
+    progress = Progress(label, len(distributed.shard(pairs)), unit="pairs") if main and len(pairs) > 1 else None
     try:
         results, error = compare.evaluate(pairs, metrics, lpips_model, device, progress, USER_ERRORS)
     finally:

@@ -11,7 +11,6 @@ from typing import NamedTuple
 import torch
 
 from fastperc import distributed
-
 from fastperc.functional.ssim import ms_ssim, ssim
 from fastperc.image import ImageError, read_image
 from fastperc.losses import pixel
