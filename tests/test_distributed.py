@@ -89,6 +89,7 @@ def test_rank_from_torchrun_environment_and_warnings_on_rank_0_only(monkeypatch)
     monkeypatch.setenv("WORLD_SIZE", "2")
     assert (distributed.rank(), distributed.world_size(), distributed.launched()) == (1, 2, True)
     assert fastperc.info(print_table=False)["distributed"].startswith("rank 1 of 2; backends gloo")
+    assert distributed.rank_seed(7) == 8 and distributed.shard(range(5)) == [1, 3]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         distributed.warn("fastperc: said once per job")
