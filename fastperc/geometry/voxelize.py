@@ -86,9 +86,16 @@ def _overlaps(v: torch.Tensor) -> torch.Tensor:
 def surface_voxels(mesh: Mesh, resolution: int, padding: int = 0, bounds=(-1.0, 1.0)) -> torch.Tensor:
     """(N, 3) int64 coordinates of the voxels the surface touches, unique, sorted."""
     tris = _to_grid(mesh, resolution, padding, bounds)
+    normal = torch.linalg.cross(tris[:, 1] - tris[:, 0], tris[:, 2] - tris[:, 0])
+    offset = (normal * tris[:, 0]).sum(1)
     found = []
     for idx, lo, hi in _chunks(tris, False, resolution):
         owner, cells = _enumerate_boxes(lo, hi)
+        # The plane test first, on the cheap: a slanted triangle's bounding box is mostly far from its
+        # plane (3x fewer candidates for the full test on a sphere at 128^3).
+        n = normal[idx][owner]
+        near = ((n * (cells.double() + 0.5)).sum(1) - offset[idx][owner]).abs() <= 0.5 * n.abs().sum(1)
+        owner, cells = owner[near], cells[near]
         hit = _overlaps(tris[idx][owner] - (cells.double() + 0.5)[:, None, :])
         found.append(cells[hit])
     return _unique_cells(found, resolution, tris.device)
