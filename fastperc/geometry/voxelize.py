@@ -12,8 +12,7 @@ from __future__ import annotations
 import torch
 
 from fastperc.geometry.mesh import Mesh
-
-CANDIDATES_PER_CHUNK = 1 << 22  # (triangle, voxel) pairs tested at once: bounds the memory (~0.5 GB)
+from fastperc.geometry.raster import box_chunks, coverage, enumerate_boxes
 
 
 def _to_grid(mesh: Mesh, resolution: int, padding: int, bounds) -> torch.Tensor:
@@ -29,39 +28,14 @@ def _to_grid(mesh: Mesh, resolution: int, padding: int, bounds) -> torch.Tensor:
     return (mesh.triangles.double() - lo) * (inner / (hi - lo)) + padding
 
 
-def _enumerate_boxes(lo: torch.Tensor, hi: torch.Tensor):
-    """For integer boxes lo..hi (inclusive, (T, D)): (owner index, cell (n, D)) for every cell of every box."""
-    sizes = (hi - lo + 1).clamp_min(0)
-    counts = sizes.prod(1)
-    owner = torch.repeat_interleave(torch.arange(len(lo), device=lo.device), counts)
-    start = torch.cumsum(counts, 0) - counts
-    local = torch.arange(int(counts.sum()), device=lo.device) - start[owner]
-    cells = torch.empty((len(owner), lo.shape[1]), dtype=torch.long, device=lo.device)
-    for axis in reversed(range(lo.shape[1])):
-        s = sizes[owner, axis]
-        cells[:, axis] = lo[owner, axis] + local % s
-        local = local // s
-    return owner, cells
-
-
 def _chunks(tris: torch.Tensor, columns_only: bool, resolution: int):
-    """Triangles in groups whose candidate cells (their clamped bounding boxes) number at most
-    CANDIDATES_PER_CHUNK (one big triangle may exceed it alone)."""
+    """Triangles in groups of bounded candidate cells (their bounding boxes clamped to the grid);
+    triangles wholly outside the grid are left out."""
     dims = 2 if columns_only else 3
     lo = torch.floor(tris[..., :dims].amin(1)).long().clamp(0, resolution - 1)
     hi = torch.floor(tris[..., :dims].amax(1)).long().clamp(0, resolution - 1)
     outside = (tris[..., :dims].amax(1) < 0).any(1) | (tris[..., :dims].amin(1) >= resolution).any(1)
-    counts = torch.where(outside, 0, (hi - lo + 1).prod(1))
-    start = 0
-    cumulative = torch.cumsum(counts, 0)
-    while start < len(tris):
-        base = cumulative[start - 1] if start else 0
-        end = int(torch.searchsorted(cumulative, base + CANDIDATES_PER_CHUNK, right=True))
-        end = max(end, start + 1)
-        keep = ~outside[start:end]
-        idx = torch.arange(start, end, device=tris.device)[keep]
-        yield idx, lo[idx], hi[idx]
-        start = end
+    return box_chunks(lo, hi, outside)
 
 
 def _overlaps(v: torch.Tensor) -> torch.Tensor:
@@ -90,7 +64,7 @@ def surface_voxels(mesh: Mesh, resolution: int, padding: int = 0, bounds=(-1.0, 
     offset = (normal * tris[:, 0]).sum(1)
     found = []
     for idx, lo, hi in _chunks(tris, False, resolution):
-        owner, cells = _enumerate_boxes(lo, hi)
+        owner, cells = enumerate_boxes(lo, hi)
         # The plane test first, on the cheap: a slanted triangle's bounding box is mostly far from its
         # plane (3x fewer candidates for the full test on a sphere at 128^3).
         n = normal[idx][owner]
@@ -109,16 +83,6 @@ def _unique_cells(found, resolution: int, device) -> torch.Tensor:
     return torch.stack([keys // (resolution * resolution), keys // resolution % resolution, keys % resolution], 1)
 
 
-def _edge_function(a: torch.Tensor, b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """(b - a) x (p - a) in the xy plane, computed from the lexicographically smaller endpoint so that
-    the edge's two triangles get exactly opposite values (ties then resolve the same way for both)."""
-    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
-    first = torch.where(swap[:, None], b, a)
-    second = torch.where(swap[:, None], a, b)
-    w = (second[:, 0] - first[:, 0]) * (p[:, 1] - first[:, 1]) - (second[:, 1] - first[:, 1]) * (p[:, 0] - first[:, 0])
-    return torch.where(swap, -w, w)
-
-
 def column_crossings(tris: torch.Tensor, resolution: int):
     """Where the vertical lines through the voxel column centres (i + 0.5, j + 0.5) cross the surface:
     (column index i * resolution + j, z) pairs. A line through an edge or vertex shared by several
@@ -126,19 +90,9 @@ def column_crossings(tris: torch.Tensor, resolution: int):
     edge functions computed alike from both triangles)."""
     columns, depths = [], []
     for idx, lo, hi in _chunks(tris, True, resolution):
-        owner, cells = _enumerate_boxes(lo, hi)
+        owner, cells = enumerate_boxes(lo, hi)
         t = tris[idx][owner]
-        p = cells.double() + 0.5
-        w = torch.stack([_edge_function(t[:, (k + 1) % 3, :2], t[:, (k + 2) % 3, :2], p) for k in range(3)], 1)
-        area = w.sum(1)  # twice the projected area, signed (> 0: counter-clockwise seen from +z)
-        sign = torch.where(area > 0, 1.0, -1.0).to(w.dtype)[:, None]
-        w = w * sign
-        # Edge k (opposite corner k) runs from corner k+1 to k+2; in counter-clockwise order it owns its
-        # points when it goes down, or along +x when level.
-        a, b = t[:, [1, 2, 0], :2], t[:, [2, 0, 1], :2]
-        d = (b - a) * sign[:, :, None]
-        owns = (d[..., 1] < 0) | ((d[..., 1] == 0) & (d[..., 0] > 0))
-        inside = ((w > 0) | ((w == 0) & owns)).all(1) & (area != 0)
+        inside, w = coverage(t[:, :, :2], cells.double() + 0.5)
         wz = (w[inside] * t[inside][:, :, 2]).sum(1) / w[inside].sum(1)
         columns.append(cells[inside, 0] * resolution + cells[inside, 1])
         depths.append(wz)
