@@ -244,3 +244,70 @@ def test_every_class_voxelises_watertight_and_sparse_matches_dense():
         assert torch.equal(dense[b], occupancy(mesh, 32, padding=0, solid=True))
     with pytest.raises(ValueError, match="padding"):
         occupancy(meshes[0], 8, padding=4)
+
+
+# ----------------------------------------------------------------------------------- rendering
+
+def test_rasteriser_covers_every_point_of_a_split_square_once():
+    from fastperc.geometry.raster import coverage, edge_equations
+
+    # A square split along its diagonal, corners on grid points: the points on the diagonal, the
+    # edges and the corners belong to exactly one of the two triangles (or to none, on the outside).
+    square = torch.tensor([[[0.0, 0.0], [4.0, 0.0], [4.0, 4.0]], [[0.0, 0.0], [4.0, 4.0], [0.0, 4.0]]],
+                          dtype=torch.float64)
+    grid = torch.stack(torch.meshgrid(torch.arange(5.0), torch.arange(5.0), indexing="ij"), -1).reshape(-1, 2)
+    eq, owns, valid = edge_equations(square.double())
+    counts = sum(coverage(eq, owns, valid, torch.full((len(grid),), k), grid.double())[0].long() for k in range(2))
+    inside = (grid > 0).all(1) & (grid < 4).all(1)
+    assert (counts[inside] == 1).all() and (counts <= 1).all()
+    # A fan of 4 triangles around a centre point: the centre belongs to exactly one of them.
+    c, corners = torch.tensor([2.0, 2.0]), torch.tensor([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
+    fan = torch.stack([torch.stack([c, corners[k], corners[(k + 1) % 4]]) for k in range(4)]).double()
+    eq, owns, valid = edge_equations(fan)
+    hits = [bool(coverage(eq, owns, valid, torch.tensor([k]), c[None].double())[0]) for k in range(4)]
+    assert sum(hits) == 1
+
+
+def test_render_sphere_silhouette_depth_shading_and_determinism():
+    from fastperc.geometry.render import mvcnn_cameras, render
+
+    assert mvcnn_cameras()[:2] == [(0.0, 30.0), (30.0, 30.0)] and len(mvcnn_cameras()) == 12
+    sphere = shapes.revolve([(0.0 if k in (0, 64) else math.cos(a), math.sin(a))
+                             for k, a in enumerate(torch.linspace(-math.pi / 2, math.pi / 2, 65).tolist())],
+                            segments=128)
+    size, distance, fov = 128, 3.0, 50.0
+    out = render(sphere, size=size, distance=distance, fov=fov)
+    assert out["image"].shape == (12, size, size) and out["face"].dtype == torch.int64
+    # The silhouette of a unit sphere: a disc of radius tan(asin(1 / d)) * focal * size / 2 pixels.
+    radius = math.tan(math.asin(1 / distance)) / math.tan(math.radians(fov / 2)) * size / 2
+    area = (out["face"] >= 0).sum((1, 2)).double()
+    assert ((area / (math.pi * radius ** 2) - 1).abs() < 0.02).all()
+    # Depth at the image centre: the sphere's near point, d - 1 along the view axis.
+    centre = out["depth"][:, size // 2, size // 2]
+    assert ((centre - (distance - 1)).abs() < 0.01).all()
+    assert torch.isinf(out["depth"][:, 0, 0]).all() and (out["image"][:, 0, 0] == 1).all()
+    shaded = out["image"][out["face"] >= 0]
+    assert shaded.min() >= 0.3 - 1e-6 and shaded.max() <= 0.9 + 1e-6
+    assert out["image"][:, size // 2, size // 2].min() > 0.89  # facing the camera: 0.3 + 0.6
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        again = render(sphere, size=size, distance=distance, fov=fov)
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(out[k], again[k]) for k in out)
+
+
+def test_render_batch_views_of_every_class_and_errors():
+    from fastperc.geometry.render import render, render_batch
+
+    images = render_batch([make_shape(name, 0) for name in CLASSES], size=32)
+    assert images.shape == (len(CLASSES), 12, 3, 32, 32) and images.dtype == torch.float32
+    assert ((images < 1).flatten(2).any(2)).all()  # every view sees its shape
+    # Views differ with the azimuth for asymmetric shapes: a chair seen from 12 sides.
+    chair = images[list(CLASSES).index("chair"), :, 0]
+    assert len({tuple(v.flatten().tolist()) for v in chair}) == 12
+    with pytest.raises(ValueError, match="behind a camera"):
+        render(make_shape("box", 0), distance=0.5)
+    with pytest.raises(ValueError, match="cameras"):
+        render(make_shape("box", 0), cameras=[(0.0,)])

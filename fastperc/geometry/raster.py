@@ -38,27 +38,36 @@ def enumerate_boxes(lo: torch.Tensor, hi: torch.Tensor):
     return owner, cells
 
 
-def _edge_function(a: torch.Tensor, b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """(b - a) x (p - a) in 2D, computed from the lexicographically smaller endpoint so that the edge's
-    two triangles get exactly opposite values (ties then resolve the same way for both)."""
-    swap = (a[:, 0] > b[:, 0]) | ((a[:, 0] == b[:, 0]) & (a[:, 1] > b[:, 1]))
-    first = torch.where(swap[:, None], b, a)
-    second = torch.where(swap[:, None], a, b)
-    w = (second[:, 0] - first[:, 0]) * (p[:, 1] - first[:, 1]) - (second[:, 1] - first[:, 1]) * (p[:, 0] - first[:, 0])
-    return torch.where(swap, -w, w)
+def edge_equations(t: torch.Tensor):
+    """Per triangle t (T, 3, 2): the edge functions as equations (T, 3 edges, 3) = (A, B, C) with
+    w_k(p) = A p_x + B p_y + C >= 0 inside (edge k opposite corner k), which edges own the points on
+    them (T, 3), and which triangles have an area (T,).
 
-
-def coverage(t: torch.Tensor, p: torch.Tensor):
-    """Triangles t (n, 3, 2) against points p (n, 2): (covered (n,), w (n, 3)) where w are the edge
-    functions made positive inside (w[:, k] for the edge opposite corner k; w / w.sum(1) are the
-    barycentric coordinates). Zero-area triangles cover nothing."""
-    w = torch.stack([_edge_function(t[:, (k + 1) % 3], t[:, (k + 2) % 3], p) for k in range(3)], 1)
-    area = w.sum(1)  # twice the signed area (> 0: counter-clockwise)
-    sign = torch.where(area > 0, 1.0, -1.0).to(w.dtype)[:, None]
-    w = w * sign
-    # Edge k runs from corner k+1 to k+2; in counter-clockwise order it owns the points on it when it
-    # goes down, or along +x when level: of the two triangles sharing an edge, exactly one owns it.
-    d = (t[:, [2, 0, 1]] - t[:, [1, 2, 0]]) * sign[:, :, None]
+    Each edge's equation is formed from its lexicographically smaller endpoint, so the two triangles
+    that share an edge get exactly opposite equations, hence exactly opposite values at every point:
+    with the ownership rule (in counter-clockwise order an edge owns its points when it goes down, or
+    along +x when level) exactly one of them covers a point on the edge."""
+    a, b = t[:, [1, 2, 0]], t[:, [2, 0, 1]]  # edge k from corner k+1 to k+2
+    swap = (a[..., 0] > b[..., 0]) | ((a[..., 0] == b[..., 0]) & (a[..., 1] > b[..., 1]))
+    first = torch.where(swap[..., None], b, a)
+    second = torch.where(swap[..., None], a, b)
+    # (second - first) x (p - first) = A p_x + B p_y + C
+    A = -(second[..., 1] - first[..., 1])
+    B = second[..., 0] - first[..., 0]
+    C = -(A * first[..., 0] + B * first[..., 1])
+    eq = torch.stack([A, B, C], -1) * torch.where(swap, -1.0, 1.0).to(t.dtype)[..., None]
+    twice_area = torch.linalg.det(torch.cat([t, torch.ones_like(t[..., :1])], -1))  # > 0: counter-clockwise
+    sign = torch.where(twice_area > 0, 1.0, -1.0).to(t.dtype)
+    eq = eq * sign[:, None, None]
+    d = (b - a) * sign[:, None, None]
     owns = (d[..., 1] < 0) | ((d[..., 1] == 0) & (d[..., 0] > 0))
-    covered = ((w > 0) | ((w == 0) & owns)).all(1) & (area != 0)
+    return eq, owns, twice_area != 0
+
+
+def coverage(eq: torch.Tensor, owns: torch.Tensor, valid: torch.Tensor, owner: torch.Tensor, p: torch.Tensor):
+    """Which points p (n, 2) the triangles owner (n,) cover, from edge_equations' output: (covered (n,),
+    w (n, 3)), w the edge functions (positive inside; w / w.sum(1) are the barycentric coordinates)."""
+    e = eq[owner]
+    w = e[..., 0] * p[:, None, 0] + e[..., 1] * p[:, None, 1] + e[..., 2]
+    covered = ((w > 0) | ((w == 0) & owns[owner])).all(1) & valid[owner]
     return covered, w

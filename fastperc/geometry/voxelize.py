@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from fastperc.geometry.mesh import Mesh
-from fastperc.geometry.raster import box_chunks, coverage, enumerate_boxes
+from fastperc.geometry.raster import box_chunks, coverage, edge_equations, enumerate_boxes
 
 
 def _to_grid(mesh: Mesh, resolution: int, padding: int, bounds) -> torch.Tensor:
@@ -89,13 +89,14 @@ def column_crossings(tris: torch.Tensor, resolution: int):
     triangles counts once (each edge belongs to one side: the top-left rule of rasterisers, with the
     edge functions computed alike from both triangles)."""
     columns, depths = [], []
+    eq, owns, valid = edge_equations(tris[:, :, :2])
     for idx, lo, hi in _chunks(tris, True, resolution):
         owner, cells = enumerate_boxes(lo, hi)
-        t = tris[idx][owner]
-        inside, w = coverage(t[:, :, :2], cells.double() + 0.5)
-        wz = (w[inside] * t[inside][:, :, 2]).sum(1) / w[inside].sum(1)
+        owner = idx[owner]
+        inside, w = coverage(eq, owns, valid, owner, cells.double() + 0.5)
+        w = w[inside]
         columns.append(cells[inside, 0] * resolution + cells[inside, 1])
-        depths.append(wz)
+        depths.append((w * tris[owner[inside], :, 2]).sum(1) / w.sum(1))
     if not columns:
         empty = torch.zeros(0, device=tris.device)
         return empty.long(), empty.double()
