@@ -311,3 +311,70 @@ def test_render_batch_views_of_every_class_and_errors():
         render(make_shape("box", 0), distance=0.5)
     with pytest.raises(ValueError, match="cameras"):
         render(make_shape("box", 0), cameras=[(0.0,)])
+
+
+# ----------------------------------------------------------------------------------- signed distances
+
+def fine_sphere():
+    return shapes.revolve([(0.0 if k in (0, 32) else math.cos(a), math.sin(a))
+                           for k, a in enumerate(torch.linspace(-math.pi / 2, math.pi / 2, 33).tolist())], segments=64)
+
+
+def test_mesh_sdf_is_exact_on_a_box_and_close_to_the_analytic_primitives():
+    from fastperc.geometry import sdf
+
+    p = torch.rand(20000, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    for sign in ("parity", "winding"):
+        torch.testing.assert_close(sdf.mesh_sdf(shapes.box((1.0, 0.6, 0.4)), p, sign=sign),
+                                   sdf.sdf_box(p, (1.0, 0.6, 0.4)), rtol=0, atol=1e-12)
+    # Polygonal versions of curved primitives: as close as the polygons are to the surfaces.
+    cases = [(fine_sphere(), sdf.sdf_sphere, 0.003), (shapes.cylinder(0.5, 1.0), sdf.sdf_cylinder, 0.01),
+             (shapes.torus(0.7, 0.25), sdf.sdf_torus, 0.02), (shapes.capsule(0.4, 1.0), sdf.sdf_capsule, 0.02)]
+    for mesh, analytic, gap in cases:
+        got, want = sdf.mesh_sdf(mesh, p[:1500]), analytic(p[:1500])
+        assert (got - want).abs().max() <= gap
+        assert ((got < 0) == (want < 0))[want.abs() > gap].all()
+
+
+def test_parity_sign_equals_winding_number_on_every_class():
+    from fastperc.geometry import sdf
+
+    p = torch.rand(3000, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 - 1
+    for name in CLASSES:
+        mesh = make_shape(name, 1)
+        assert torch.equal(sdf.inside_by_parity(mesh, p), sdf.winding_number(mesh, p) > 0.5), name
+    w = sdf.winding_number(fine_sphere(), torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64))
+    torch.testing.assert_close(w, torch.tensor([1.0, 0.0], dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_deepsdf_samples():
+    from fastperc.geometry import sdf
+
+    mesh = make_shape("chair", 0)
+    points, values = sdf.sample_sdf(mesh, 20000, torch.Generator().manual_seed(0))
+    again, _ = sdf.sample_sdf(mesh, 20000, torch.Generator().manual_seed(0))
+    assert points.shape == (20000, 3) and values.shape == (20000,) and torch.equal(points, again)
+    near, uniform = values[:18800], values[18800:]  # 47/50 near the surface, then uniform in the cube
+    assert (points[18800:].abs() <= 1).all()
+    # Noise of variance 0.005 and 0.0005 (std 0.071 and 0.022): few near samples are further than 0.25.
+    assert (near.abs() < 0.25).float().mean() > 0.97 and uniform.abs().mean() > near.abs().mean()
+    assert (values < 0).any() and (values > 0).any()
+    torch.testing.assert_close(values, sdf.mesh_sdf(mesh, points), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="count"):
+        sdf.sample_sdf(mesh, 0)
+    with pytest.raises(ValueError, match="sign"):
+        sdf.mesh_sdf(mesh, points, sign="rays")
+
+
+def test_marching_cubes_gives_the_surface_back():
+    from fastperc.geometry import sdf
+
+    grid = sdf.sdf_grid(lambda q: sdf.sdf_sphere(q, 0.8), 48, dtype=torch.float64)
+    sphere = sdf.marching_cubes(grid)
+    assert signed_volume(sphere) == pytest.approx(4 / 3 * math.pi * 0.8 ** 3, rel=0.01)  # outward faces
+    assert (sphere.vertices.norm(dim=1) - 0.8).abs().max() < 0.01
+    chair = make_shape("chair", 2)
+    back = sdf.marching_cubes(sdf.sdf_grid(lambda q: sdf.mesh_sdf(chair, q), 40, dtype=torch.float64))
+    assert sdf.unsigned_distance(chair, back.vertices).max() < 2 / 39  # within a grid step of the chair
+    with pytest.raises(ValueError, match="does not cross"):
+        sdf.marching_cubes(torch.ones(8, 8, 8))
