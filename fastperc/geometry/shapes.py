@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from fastperc.geometry.mesh import Mesh, rotation_z
+from fastperc.geometry.mesh import Mesh, rotation_x, rotation_z
 
 SEGMENTS = 24  # around the up axis
 
@@ -163,8 +163,6 @@ def make_shape(name: str, seed: int, pose: bool = True) -> Mesh:
     g = torch.Generator().manual_seed(seed)
     mesh = CLASSES[name](g)
     if pose:
-        from fastperc.geometry.mesh import rotation_x
-
         turn = rotation_z(_uniform(g, 0, 2 * math.pi)) @ rotation_x(math.radians(_uniform(g, -10, 10)))
         mesh = mesh.transformed(rotation=turn, scale=_uniform(g, 0.7, 1.3))
     return mesh.normalized()
