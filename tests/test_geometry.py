@@ -188,9 +188,7 @@ def test_modelnet_loader_on_the_archive_layout(tmp_path):
 
 @pytest.mark.parametrize("resolution", [32, 64])
 def test_sphere_voxel_counts_against_the_analytic_sphere(resolution):
-    sphere = shapes.revolve([(0.0 if k in (0, 64) else math.cos(a), math.sin(a))
-                             for k, a in enumerate(torch.linspace(-math.pi / 2, math.pi / 2, 65).tolist())],
-                            segments=128)
+    sphere = shapes.sphere(1.0, rings=64, segments=128)
     r = resolution / 2
     surface = surface_voxels(sphere, resolution)
     # A surface crosses on average 1.5 unit cubes per unit of area (mean of |nx| + |ny| + |nz|).
@@ -272,9 +270,7 @@ def test_render_sphere_silhouette_depth_shading_and_determinism():
     from fastperc.geometry.render import mvcnn_cameras, render
 
     assert mvcnn_cameras()[:2] == [(0.0, 30.0), (30.0, 30.0)] and len(mvcnn_cameras()) == 12
-    sphere = shapes.revolve([(0.0 if k in (0, 64) else math.cos(a), math.sin(a))
-                             for k, a in enumerate(torch.linspace(-math.pi / 2, math.pi / 2, 65).tolist())],
-                            segments=128)
+    sphere = shapes.sphere(1.0, rings=64, segments=128)
     size, distance, fov = 128, 3.0, 50.0
     out = render(sphere, size=size, distance=distance, fov=fov)
     assert out["image"].shape == (12, size, size) and out["face"].dtype == torch.int64
@@ -316,8 +312,7 @@ def test_render_batch_views_of_every_class_and_errors():
 # ----------------------------------------------------------------------------------- signed distances
 
 def fine_sphere():
-    return shapes.revolve([(0.0 if k in (0, 32) else math.cos(a), math.sin(a))
-                           for k, a in enumerate(torch.linspace(-math.pi / 2, math.pi / 2, 33).tolist())], segments=64)
+    return shapes.sphere(1.0, rings=32, segments=64)
 
 
 def test_mesh_sdf_is_exact_on_a_box_and_close_to_the_analytic_primitives():

@@ -85,14 +85,13 @@ def render(mesh: Mesh, cameras=None, size: int = 224, distance: float = 2.5, fov
         owners.append(owner % len(faces))
     n_pixels = views * size * size
     zbuf = torch.full((n_pixels,), math.inf, dtype=torch.float64, device=device)
-    face_buf = torch.full((n_pixels,), -1, dtype=torch.long, device=device)
+    face_buf = torch.full((n_pixels,), len(faces), dtype=torch.long, device=device)  # no face yet
     if pixels:
         pixel, depth, face = torch.cat(pixels), torch.cat(depths), torch.cat(owners)
         zbuf.scatter_reduce_(0, pixel, depth, "amin")
         nearest = depth == zbuf[pixel]
-        face_buf = torch.full((n_pixels,), len(faces), dtype=torch.long, device=device)
         face_buf.scatter_reduce_(0, pixel[nearest], face[nearest], "amin")
-        face_buf[face_buf == len(faces)] = -1
+    face_buf[face_buf == len(faces)] = -1
     face_buf = face_buf.reshape(views, size, size)
     visible = face_buf >= 0
     # Headlight: |n . v| with v the ray through each pixel (per pixel, so a flat face split into

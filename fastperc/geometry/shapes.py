@@ -59,10 +59,10 @@ def box(size=(1.0, 1.0, 1.0), centre=(0.0, 0.0, 0.0)) -> Mesh:
     return Mesh(corners * torch.tensor(size, dtype=torch.float64) + torch.tensor(centre, dtype=torch.float64), faces)
 
 
-def sphere(radius=1.0, rings: int = 12) -> Mesh:
+def sphere(radius=1.0, rings: int = 12, segments: int = SEGMENTS) -> Mesh:
     t = torch.linspace(-math.pi / 2, math.pi / 2, rings + 1, dtype=torch.float64)
     return revolve([(0.0 if k in (0, rings) else radius * math.cos(a), radius * math.sin(a))
-                    for k, a in enumerate(t.tolist())])
+                    for k, a in enumerate(t.tolist())], segments)
 
 
 def cylinder(radius=0.5, height=1.0, z0=None) -> Mesh:

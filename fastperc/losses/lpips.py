@@ -72,8 +72,8 @@ class LPIPS(torch.nn.Module):
                     lin.weight.fill_(1.0)
             self.learned_heads = False
             distributed.warn("fastperc: LPIPS found no linear heads (install the lpips package or pass "
-                          "linear_weights=PATH), so every channel weighs 1: the lpips=False baseline, "
-                          "not LPIPS", UserWarning, stacklevel=2)
+                             "linear_weights=PATH), so every channel weighs 1: the lpips=False baseline, "
+                             "not LPIPS", UserWarning, stacklevel=2)
         else:
             state = _weights.read_state_dict(source, "LPIPS linear heads")
             for i, lin in enumerate(self.lins):

@@ -77,6 +77,6 @@ def init_random(module: torch.nn.Module, what: str, warn: bool = True) -> None:
                     m.bias.zero_()
     if warn:
         distributed.warn(f"fastperc: {what} has no weights file, so it runs with seeded random filters "
-                      f"(fine for texture synthesis; not a trained network). For trained weights give a "
-                      f"torchvision state_dict file: weights=PATH in Python, --weights PATH on the command "
-                      f"line.", UserWarning, stacklevel=3)
+                         f"(fine for texture synthesis; not a trained network). For trained weights give a "
+                         f"torchvision state_dict file: weights=PATH in Python, --weights PATH on the command "
+                         f"line.", UserWarning, stacklevel=3)
