@@ -163,7 +163,7 @@ def main(argv=None) -> int:
         loss.backward()
         opt.step()
         # The combined batch's loss: the mean of the ranks' (equal-sized) batch means.
-        parts = distributed.all_reduce_sum(torch.stack([loss, c, s]).detach()) / distributed.world_size()
+        parts = distributed.all_reduce_mean(torch.stack([loss, c, s]).detach())
         total, c_mean, s_mean = parts.tolist()
         first = total if first is None else first
         if step == 1 or step % max(1, args.steps // 10) == 0 or step == args.steps:

@@ -78,7 +78,7 @@ def main(argv=None) -> int:
         loss.backward()
         opt.step()
         t2 = time.perf_counter()
-        mean_loss = distributed.all_reduce_sum(loss.detach()) / world  # the mean over every rank's sites
+        mean_loss = distributed.all_reduce_mean(loss.detach())  # the mean over every rank's sites
         say(f"step {step}: loss {mean_loss.item():.6f}  forward {1e3 * (t1 - t0):.0f} ms  "
             f"backward {1e3 * (t2 - t1):.0f} ms")
     if args.checkpoint and distributed.is_main_process():

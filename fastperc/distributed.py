@@ -100,6 +100,12 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
+    """The mean over ranks (a new tensor): what a value logged on rank 0 should be, e.g. the combined
+    batch's loss when every rank's batch has the same size. Identity without a group."""
+    return all_reduce_sum(tensor) / world_size()
+
+
 def mean_over_ranks(values: torch.Tensor) -> torch.Tensor:
     """The loss to give DDP when the mean should run over the union of all ranks' elements and ranks
     hold different numbers of them (sparse sites, ragged point clouds, the last partial batch).

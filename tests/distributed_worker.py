@@ -177,7 +177,7 @@ def train_modules(steps=2, lr=0.05):
         opt.zero_grad()
         (dense + sparse).backward()
         opt.step()
-        losses.append(distributed.all_reduce_sum(torch.stack([dense, sparse]).detach()) / distributed.world_size())
+        losses.append(distributed.all_reduce_mean(torch.stack([dense, sparse]).detach()))
     unwrap = (lambda m: m.module) if distributed.launched() else (lambda m: m)
     return {"losses": torch.stack(losses), **{f"conv.{k}": v for k, v in unwrap(conv).state_dict().items()},
             **{f"sparse.{k}": v for k, v in unwrap(sparse_net).state_dict().items()}}

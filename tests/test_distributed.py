@@ -66,6 +66,7 @@ def test_helpers_without_a_process_group(monkeypatch):
     assert distributed.shard(range(5), 1, 2) == [1, 3] and distributed.shard(range(5), 0, 2) == [0, 2, 4]
     values = torch.tensor([1.0, 2.0, 6.0])
     assert distributed.mean_over_ranks(values).item() == 3.0
+    assert torch.equal(distributed.all_reduce_mean(values), values)
     assert distributed.gather_objects({"a": 1}) == [{"a": 1}]
     with pytest.raises(ValueError, match="no rank"):
         distributed.mean_over_ranks(torch.zeros(0))

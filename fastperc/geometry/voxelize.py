@@ -13,6 +13,7 @@ import torch
 
 from fastperc.geometry.mesh import Mesh
 from fastperc.geometry.raster import box_chunks, coverage, edge_equations, enumerate_boxes
+from fastperc.sparse.tensor import KEY_LIMIT, SparseTensor
 
 
 def _to_grid(mesh: Mesh, resolution: int, padding: int, bounds) -> torch.Tensor:
@@ -140,8 +141,6 @@ def occupancy(mesh: Mesh, resolution: int = 32, padding: int = 1, solid: bool = 
 def sparse_occupancy(meshes, resolution: int, padding: int = 0, solid: bool = False, bounds=(-1.0, 1.0)):
     """A SparseTensor of the occupied voxels of one mesh or a list (batch item i = mesh i), feature 1.0
     per site: the input of a sparse VoxNet at resolutions a dense grid cannot afford."""
-    from fastperc.sparse.tensor import KEY_LIMIT, SparseTensor
-
     if resolution > KEY_LIMIT:
         raise ValueError(f"resolution must be at most {KEY_LIMIT} (the sparse key space), got {resolution}")
     meshes = [meshes] if isinstance(meshes, Mesh) else list(meshes)
