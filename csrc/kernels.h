@@ -32,7 +32,12 @@
                                   const std::optional<at::Tensor>& inv_map);                                          \
   std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_##suffix(                                                   \
       const at::Tensor& grad_out, const at::Tensor& feats, const at::Tensor& weight, const at::Tensor& kmap,          \
-      const std::optional<at::Tensor>& inv_map, std::array<bool, 2> output_mask);
+      const std::optional<at::Tensor>& inv_map, std::array<bool, 2> output_mask);                                     \
+  std::tuple<at::Tensor, at::Tensor> knn_points_##suffix(const at::Tensor& x, const at::Tensor& y,                    \
+                                                         const at::Tensor& x_lengths, const at::Tensor& y_lengths,    \
+                                                         int64_t k);                                                  \
+  std::tuple<at::Tensor, at::Tensor> knn_points_backward_##suffix(const at::Tensor& grad_dists, const at::Tensor& x,  \
+                                                                  const at::Tensor& y, const at::Tensor& idx);
 
 namespace fastperc {
 namespace cpu {

@@ -58,5 +58,15 @@ inline constexpr const char* kSparseConvBackwardSchema =
     "sparse_conv_backward(Tensor grad_out, Tensor feats, Tensor weight, Tensor kmap, Tensor? inv_map=None, "
     "bool[2] output_mask=[True, True]) -> (Tensor, Tensor)";
 
+// K nearest neighbours: for each of the first x_lengths[b] points of x[b] (B, N, D), its k nearest
+// among the first y_lengths[b] points of y[b] (B, M, D) (lengths int64 (B,)), nearest first, ties to
+// the lowest index: (squared distances (B, N, k) in x's dtype, indices (B, N, k) int64). Padded
+// queries and neighbours beyond a cloud's size get inf and -1. k <= 32 and D <= 32 (common/knn_math.h).
+inline constexpr const char* kKnnPointsSchema =
+    "knn_points(Tensor x, Tensor y, Tensor x_lengths, Tensor y_lengths, int k) -> (Tensor, Tensor)";
+// (grad_x, grad_y) of sum(grad_dists * dists) for the pairs idx lists (-1: none), deterministic.
+inline constexpr const char* kKnnPointsBackwardSchema =
+    "knn_points_backward(Tensor grad_dists, Tensor x, Tensor y, Tensor idx) -> (Tensor, Tensor)";
+
 }  // namespace schema
 }  // namespace fastperc

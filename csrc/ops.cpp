@@ -19,6 +19,8 @@ TORCH_LIBRARY(fastperc, m) {
   m.def(kSparseOutCoordsSchema);
   m.def(kSparseConvSchema);
   m.def(kSparseConvBackwardSchema);
+  m.def(kKnnPointsSchema);
+  m.def(kKnnPointsBackwardSchema);
 }
 
 #define FASTPERC_REGISTER_KERNELS(ns)                              \
@@ -31,7 +33,9 @@ TORCH_LIBRARY(fastperc, m) {
   m.impl("sparse_kernel_map", &fastperc::ns::sparse_kernel_map_##ns); \
   m.impl("sparse_out_coords", &fastperc::ns::sparse_out_coords_##ns); \
   m.impl("sparse_conv", &fastperc::ns::sparse_conv_##ns);          \
-  m.impl("sparse_conv_backward", &fastperc::ns::sparse_conv_backward_##ns);
+  m.impl("sparse_conv_backward", &fastperc::ns::sparse_conv_backward_##ns); \
+  m.impl("knn_points", &fastperc::ns::knn_points_##ns);            \
+  m.impl("knn_points_backward", &fastperc::ns::knn_points_backward_##ns);
 
 TORCH_LIBRARY_IMPL(fastperc, CPU, m) { FASTPERC_REGISTER_KERNELS(cpu) }
 

@@ -12,7 +12,8 @@ import torch
 from fastperc import distributed
 
 OPS = ("gram", "gram_backward", "style_loss", "ssim", "ssim_map", "ssim_backward",
-       "sparse_kernel_map", "sparse_out_coords", "sparse_conv", "sparse_conv_backward")
+       "sparse_kernel_map", "sparse_out_coords", "sparse_conv", "sparse_conv_backward", "knn_points",
+       "knn_points_backward")
 # Ops without a CUDA kernel (on CUDA tensors they would run the device-agnostic reference): none now.
 CPU_ONLY_OPS: tuple = ()
 DEVICE_KEYS = {"cpu": "CPU", "cuda": "CUDA"}

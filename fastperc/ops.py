@@ -316,3 +316,84 @@ def _sparse_conv_backward(ctx, grad_out):
 
 
 register_autograd("fastperc::sparse_conv", _sparse_conv_backward, setup_context=_sparse_conv_setup)
+
+
+KNN_MAX_K = 32  # csrc/common/knn_math.h: kKnnMaxK, kKnnMaxDim
+KNN_MAX_DIM = 32
+
+
+def _check_clouds(op: str, x, y) -> None:
+    _check_dims(op, "x", x, (3,))
+    _check_dims(op, "y", y, (3,))
+    torch._check(x.shape[0] == y.shape[0] and x.shape[2] == y.shape[2],
+                 lambda: f"fastperc::{op}: x {tuple(x.shape)} and y {tuple(y.shape)} must have the same batch size and D")
+    torch._check(x.dtype == y.dtype, lambda: f"fastperc::{op}: x ({x.dtype}) and y ({y.dtype}) must have one dtype")
+
+
+@register_fake("fastperc::knn_points")
+def _knn_points_fake(x, y, x_lengths, y_lengths, k):
+    _check_devices("knn_points", x=x, y=y, x_lengths=x_lengths, y_lengths=y_lengths)
+    _check_clouds("knn_points", x, y)
+    torch._check(1 <= x.shape[2] <= KNN_MAX_DIM, lambda: f"fastperc::knn_points: D must lie in [1, {KNN_MAX_DIM}]")
+    if not 1 <= k <= KNN_MAX_K:
+        raise RuntimeError(f"fastperc::knn_points: k must lie in [1, {KNN_MAX_K}], got {k}")
+    shape = (x.shape[0], x.shape[1], k)
+    return x.new_empty(shape), x.new_empty(shape, dtype=torch.long)
+
+
+@register_fake("fastperc::knn_points_backward")
+def _knn_points_backward_fake(grad_dists, x, y, idx):
+    _check_devices("knn_points_backward", grad_dists=grad_dists, x=x, y=y, idx=idx)
+    _check_clouds("knn_points_backward", x, y)
+    torch._check(idx.dim() == 3 and idx.shape[:2] == x.shape[:2] and idx.dtype == torch.long,
+                 lambda: f"fastperc::knn_points_backward: idx must be ({x.shape[0]}, {x.shape[1]}, k) int64")
+    torch._check(grad_dists.shape == idx.shape and grad_dists.dtype == x.dtype,
+                 lambda: "fastperc::knn_points_backward: grad_dists must have idx's shape and x's dtype")
+    return x.new_empty(x.shape), y.new_empty(y.shape)
+
+
+def _knn_points_setup(ctx, inputs, output):
+    x, y, _, _, _ = inputs
+    ctx.save_for_backward(x, y, output[1])
+
+
+def _knn_points_backward(ctx, grad_dists, grad_idx):
+    # The indices are piecewise constant in the points: only the distances carry a gradient.
+    x, y, idx = ctx.saved_tensors
+    grad_x, grad_y = torch.ops.fastperc.knn_points_backward(grad_dists, x, y, idx)
+    return grad_x, grad_y, None, None, None
+
+
+register_autograd("fastperc::knn_points", _knn_points_backward, setup_context=_knn_points_setup)
+
+
+def _knn_points_backward_setup(ctx, inputs, output):
+    grad_dists, x, y, idx = inputs
+    ctx.save_for_backward(grad_dists, x, y, idx)
+
+
+def _gather_neighbours(points, idx):
+    """points (B, M, D) at idx (B, N, k) (-1 reads row 0; callers mask it): (B, N, k, D)."""
+    batch, n, k = idx.shape
+    flat = idx.clamp_min(0).reshape(batch, n * k, 1).expand(-1, -1, points.shape[2])
+    return torch.gather(points, 1, flat).reshape(batch, n, k, points.shape[2])
+
+
+def _knn_points_backward_backward(ctx, up_x, up_y):
+    # The backward is bilinear: (grad_x, grad_y) = sum over pairs 2 g (x_i - y_j) (+ at i, - at j). With
+    # upstream (u_x, u_y): d/dg = 2 (x_i - y_j).(u_x_i - u_y_j), and d/d(x, y) is the same backward
+    # applied to (u_x, u_y), so the op serves its own derivative (deterministic again).
+    grad_dists, x, y, idx = ctx.saved_tensors
+    valid = idx >= 0
+    d_grad = d_x = d_y = None
+    if ctx.needs_input_grad[0]:
+        diff = x[:, :, None] - _gather_neighbours(y, idx)
+        up_diff = up_x[:, :, None] - _gather_neighbours(up_y, idx)
+        d_grad = torch.where(valid, 2 * (diff * up_diff).sum(-1), torch.zeros_like(grad_dists))
+    if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+        d_x, d_y = torch.ops.fastperc.knn_points_backward(grad_dists, up_x, up_y, idx)
+    return d_grad, d_x, d_y, None
+
+
+register_autograd("fastperc::knn_points_backward", _knn_points_backward_backward,
+                  setup_context=_knn_points_backward_setup)

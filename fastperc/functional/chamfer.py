@@ -1,15 +1,20 @@
 """K nearest neighbours and the Chamfer distance between batched, ragged point clouds.
 
-Both run the exact pure-PyTorch search of fastperc.reference.knn (memory O(chunk x M), never N x M
-at once; ties go to the lowest index). The register-tiled and grid kernels of issue 13 will take its
-place behind the same functions.
+Both run the knn_points kernels (CPU: brute force for small clouds, a uniform grid for large 3D ones;
+CUDA: shared-memory tiled brute force) with a deterministic backward, and the exact pure-PyTorch
+search of fastperc.reference.knn without them or for k or D above 32. Every path is exact with ties to
+the lowest index, and none holds an N x M matrix.
 """
 from __future__ import annotations
 
 import torch
 
+from fastperc import _backend
 from fastperc.functional import _validate
 from fastperc.reference import knn as _reference
+
+KERNEL_MAX_K = 32  # csrc/common/knn_math.h: larger k or D run the reference
+KERNEL_MAX_DIM = 32
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -43,6 +48,13 @@ def _clouds(x, y, x_lengths, y_lengths):
     return x, y, xl, yl
 
 
+def _knn(x, y, k, xl, yl):
+    """(squared distances, indices) by the kernel where one serves, else by the reference."""
+    if k <= KERNEL_MAX_K and x.shape[2] <= KERNEL_MAX_DIM and _backend.use_kernel("knn_points", x.device):
+        return torch.ops.fastperc.knn_points(x, y, xl, yl, k)
+    return _reference.knn(x, y, k, xl, yl)
+
+
 def knn_points(x, y, k: int = 1, x_lengths=None, y_lengths=None):
     """The k nearest points of y[b] for every point of x[b]: (squared distances (B, N, k), indices
     (B, N, k) int64), nearest first, ties to the lowest index. x (B, N, D), y (B, M, D); x_lengths,
@@ -52,21 +64,21 @@ def knn_points(x, y, k: int = 1, x_lengths=None, y_lengths=None):
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     x, y, xl, yl = _clouds(x, y, x_lengths, y_lengths)
-    return _reference.knn(x, y, k, xl, yl)
+    return _knn(x, y, k, xl, yl)
 
 
 def _one_way(x, y, xl, yl, x_normals, y_normals, weights, squared):
     """Per-point nearest distances from x to y (B, N) (0 at padded points) and the normal term."""
     if bool(((xl > 0) & (yl == 0)).any()):
         raise ValueError("a cloud is empty while the other is not: its points have no nearest neighbour")
-    d2, index = _reference.knn(x, y, 1, xl, yl)
+    d2, index = _knn(x, y, 1, xl, yl)
     valid = index[..., 0] >= 0
     safe = index[..., 0].clamp_min(0)
+    zero = torch.zeros_like(d2[..., 0])
     if squared:
-        dist = torch.where(valid, d2[..., 0], torch.zeros_like(d2[..., 0]))
-    else:
-        nearest = torch.gather(y, 1, safe[..., None].expand(-1, -1, y.shape[2]))
-        dist = torch.where(valid, (x - nearest).norm(dim=-1), torch.zeros_like(d2[..., 0]))
+        dist = torch.where(valid, d2[..., 0], zero)
+    else:  # sqrt with gradient 0 at distance 0 (a point on its neighbour), like a norm's subgradient
+        dist = torch.where(valid & (d2[..., 0] > 0), d2[..., 0].clamp_min(torch.finfo(d2.dtype).tiny).sqrt(), zero)
     w = valid.to(x.dtype) if weights is None else torch.where(valid, weights, torch.zeros_like(weights))
     normal_term = None
     if x_normals is not None:

@@ -13,6 +13,7 @@
 // chunks here (65535 on a GPU), so the tests run the chunk loops.
 #define FASTPERC_GRID_CHUNK 2
 #include "cuda/gram_device.cuh"
+#include "cuda/knn_device.cuh"
 #include "cuda/sparse_conv_device.cuh"
 #include "cuda/sparse_map_device.cuh"
 #include "cuda/ssim_backward_device.cuh"
@@ -74,6 +75,16 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward(const at::Tensor& grad_o
   return cuda::sparse_conv::backward(emu::Launch{}, grad_out, feats, weight, kmap, inv_map, output_mask);
 }
 
+std::tuple<at::Tensor, at::Tensor> knn_points(const at::Tensor& x, const at::Tensor& y, const at::Tensor& x_lengths,
+                                              const at::Tensor& y_lengths, int64_t k) {
+  return cuda::knn::forward(emu::Launch{}, x, y, x_lengths, y_lengths, k);
+}
+
+std::tuple<at::Tensor, at::Tensor> knn_points_backward(const at::Tensor& grad_dists, const at::Tensor& x,
+                                                       const at::Tensor& y, const at::Tensor& idx) {
+  return cuda::knn::backward(emu::Launch{}, grad_dists, x, y, idx);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(fastperc_emu, m) {
@@ -87,6 +98,8 @@ TORCH_LIBRARY(fastperc_emu, m) {
   m.def(kSparseOutCoordsSchema);
   m.def(kSparseConvSchema);
   m.def(kSparseConvBackwardSchema);
+  m.def(kKnnPointsSchema);
+  m.def(kKnnPointsBackwardSchema);
 }
 
 TORCH_LIBRARY_IMPL(fastperc_emu, CPU, m) {
@@ -98,4 +111,6 @@ TORCH_LIBRARY_IMPL(fastperc_emu, CPU, m) {
   m.impl("sparse_out_coords", &sparse_out_coords);
   m.impl("sparse_conv", &sparse_conv);
   m.impl("sparse_conv_backward", &sparse_conv_backward);
+  m.impl("knn_points", &knn_points);
+  m.impl("knn_points_backward", &knn_points_backward);
 }
