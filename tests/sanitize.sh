@@ -20,7 +20,8 @@ SANITIZERS=${FASTPERC_SANITIZE:-address,undefined}
 # emulated CUDA kernels. The applications, CLI and model tests run no kernel code of their own.
 TESTS=${FASTPERC_SANITIZE_TESTS:-"tests/test_ssim.py tests/test_ssim_api.py tests/test_gram.py tests/test_style_loss.py
   tests/test_sparse.py tests/test_layouts.py tests/test_fuzz.py tests/test_raw_ops.py tests/test_bad_input.py
-  tests/test_autograd.py tests/test_opcheck.py tests/test_cuda_kernels.py tests/test_cuda_sparse.py"}
+  tests/test_autograd.py tests/test_opcheck.py tests/test_cuda_kernels.py tests/test_cuda_sparse.py
+  tests/test_knn_kernels.py tests/test_chamfer.py"}
 
 mkdir -p "$WORK"
 echo "sanitize: copying the tree to $WORK"

@@ -178,3 +178,15 @@ def test_bench_offers_fused_ssim_only_where_it_runs(monkeypatch):
     for op in ("ssim", "l1ssim"):
         assert "fused_ssim" not in {c.impl for c in bench.cases(op, "fwd", (1, 3, 16, 16), "cpu")}
     assert "fused_ssim" not in bench.IMAGE_IMPLS["ssim3d"]()
+
+
+def test_bench_quick_chamfer(tmp_path):
+    path = tmp_path / "chamfer.json"
+    out = run_cli("bench", "--quick", "--op", "chamfer", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    assert "Chamfer distance" in out.stdout and "torch cdist+min" in out.stdout
+    rows = json.loads(path.read_text())["rows"]
+    assert {r["impl"] for r in rows} == {"fastperc", "reference", "torch cdist+min"}
+    assert {r["shape"] for r in rows} == {"2 x 512 vs 512 same shape", "2 x 512 vs 512 other shape"}
+    for r in rows:
+        assert r["ms"] > 0 and r["err"] < 1e-4, r  # float32 against the float64 kernel

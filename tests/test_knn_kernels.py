@@ -118,6 +118,18 @@ def test_queries_far_outside_the_grid_and_degenerate_clouds():
     assert_same_neighbours((d, i), reference(y, twins, 2))
 
 
+def test_clouds_far_apart_take_the_coarser_grids():
+    # Queries on a sphere of radius 1, targets on a concentric one of radius 3 and on a far-away blob:
+    # every query's shells on the finest grid run out, and the coarser levels (or brute force) finish.
+    g = torch.Generator().manual_seed(32)
+    x = torch.nn.functional.normalize(torch.randn(2, GRID_SIZE, 3, generator=g, dtype=torch.float64), dim=-1)
+    y = 3 * torch.nn.functional.normalize(torch.randn(2, GRID_SIZE, 3, generator=g, dtype=torch.float64), dim=-1)
+    y[:, :50] = 1e3 + torch.rand(2, 50, 3, generator=g, dtype=torch.float64)
+    for k in (1, 8):
+        assert_same_neighbours(run(x, y, k), reference(x, y, k))
+        assert_same_neighbours(run(y, x, k), reference(y, x, k))
+
+
 def test_every_layout_is_read_with_its_own_strides():
     base_x, base_y = cloud("sphere", 2, GRID_SIZE, 7), cloud("sphere", 1, GRID_SIZE, 8)
     want = reference(base_x, base_y.expand(2, -1, -1), 4)

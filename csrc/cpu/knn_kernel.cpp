@@ -10,8 +10,10 @@
 //   (Chebyshev shells around its own cell, clipped to the grid) and stops once the k-th best distance
 //   is below the distance to the nearest unvisited cell. The cell size is twice the median spacing of
 //   a sample of targets (times cbrt(k)), so a cell holds a few points on surfaces and volumes alike.
-//   A query so far from the cloud that its shells would visit more cells than there are targets
-//   falls back to brute force. Memory: O(N + M) per batch item, never N x M.
+//   A query far from every target (another shape's points, outliers) would visit many empty cells: it
+//   gives up after kShellBudget cells and is searched again on a grid 4x coarser, built only when
+//   some query needs it, and so on up to one cell per axis; brute force after that. Memory: O(N + M)
+//   per batch item, never N x M.
 //
 // Backward: grad_x[i] = sum_k 2 g_ik (x_i - y_idx), grad_y[j] = -(the same terms over the pairs with
 // idx = j), summed over those pairs in ascending (i, k) order through a counting sort: deterministic
@@ -25,7 +27,6 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <memory>
 #include <tuple>
 #include <vector>
 
@@ -40,6 +41,8 @@ constexpr int64_t kBruteForcePairs = int64_t{1} << 22;
 constexpr int64_t kChunk = 256;
 constexpr int64_t kSpacingSample = 64;     // targets whose nearest-neighbour spacing sizes the grid cell
 constexpr int64_t kMaxCellsPerAxis = int64_t{1} << 20;  // cell ids fit 60 bits
+constexpr int64_t kShellBudget = 343;  // cells a query may visit on one grid level: shells 0..3 in full
+constexpr double kLevelGrowth = 4.0;   // cell size ratio between successive grid levels
 constexpr double kInf = std::numeric_limits<double>::infinity();
 constexpr double kEps = std::numeric_limits<double>::epsilon();
 
@@ -101,26 +104,58 @@ void brute_force(const double* q, const Columns& t, int k, Best& best) {
   }
 }
 
-// The uniform grid of one batch item's 3D targets.
-class Grid {
- public:
-  Grid(const std::vector<double>& pts, const Columns& columns, int64_t n, int k) : n_(n) {
-    double hi[3], extent = 0.0, magnitude = 0.0;
+// The bounding box of n points (n x 3).
+struct Box {
+  double lo[3], hi[3];
+  Box(const std::vector<double>& pts, int64_t n) {
     for (int a = 0; a < 3; ++a) {
-      lo_[a] = kInf;
+      lo[a] = kInf;
       hi[a] = -kInf;
     }
     for (int64_t j = 0; j < n; ++j)
       for (int a = 0; a < 3; ++a) {
-        lo_[a] = std::min(lo_[a], pts[j * 3 + a]);
+        lo[a] = std::min(lo[a], pts[j * 3 + a]);
         hi[a] = std::max(hi[a], pts[j * 3 + a]);
       }
-    for (int a = 0; a < 3; ++a) {
-      extent = std::max(extent, hi[a] - lo_[a]);
-      magnitude = std::max({magnitude, std::abs(lo_[a]), std::abs(hi[a])});
+  }
+  double extent() const { return std::max({hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]}); }
+};
+
+// Twice the median nearest-neighbour spacing of a sample of targets (brute force against all), grown
+// with k so that the first shells hold k points; within what the cell ids can address.
+double finest_cell_size(const std::vector<double>& pts, const Columns& columns, int64_t n, double extent, int k) {
+  const double smallest = std::max(extent / static_cast<double>(kMaxCellsPerAxis - 2), 1e-300);
+  if (!(extent > 0)) return 1.0;  // every target at one place: one cell
+  const int64_t samples = std::min(kSpacingSample, n);
+  std::vector<double> spacing;
+  double dist[kChunk];
+  for (int64_t s = 0; s < samples; ++s) {
+    const int64_t i = s * n / samples;
+    double nearest = kInf;  // to the nearest target at another place
+    for (int64_t j0 = 0; j0 < n; j0 += kChunk) {
+      const int64_t len = std::min(kChunk, n - j0);
+      chunk_distances(&pts[i * 3], columns, j0, len, dist);
+      for (int64_t j = 0; j < len; ++j) nearest = dist[j] > 0 && dist[j] < nearest ? dist[j] : nearest;
     }
-    h_ = cell_size(pts, columns, extent, k);
-    inv_h_ = 1.0 / h_;
+    if (nearest < kInf) spacing.push_back(std::sqrt(nearest));
+  }
+  if (spacing.empty()) return std::max(extent, smallest);
+  std::nth_element(spacing.begin(), spacing.begin() + spacing.size() / 2, spacing.end());
+  return std::max(2.0 * spacing[spacing.size() / 2] * std::cbrt(static_cast<double>(k)), smallest);
+}
+
+// The uniform grid of one batch item's 3D targets.
+class Grid {
+ public:
+  // The grid of cell size h over the n targets pts (n x 3) with bounding box lo .. hi.
+  Grid(const std::vector<double>& pts, int64_t n, const Box& box, double h) : h_(h), inv_h_(1.0 / h) {
+    double magnitude = 0.0;
+    for (int a = 0; a < 3; ++a) {
+      lo_[a] = box.lo[a];
+      magnitude = std::max({magnitude, std::abs(box.lo[a]), std::abs(box.hi[a])});
+    }
+    const double* hi = box.hi;
+    const double extent = box.extent();
     for (int a = 0; a < 3; ++a) cells_[a] = std::min(kMaxCellsPerAxis, cell_coord(hi[a], a) + 1);
     // Cell boundaries are computed, not exact: a point may sit in the cell next to the one its true
     // coordinate lies in by a few ulps of the coordinates. The stopping bound gives that much away.
@@ -155,8 +190,8 @@ class Grid {
     }
   }
 
-  // The k nearest targets of q (exact); false when the shells would cost more than brute force (the
-  // caller then runs brute force).
+  // The k nearest targets of q (exact); false when that takes more than kShellBudget cells (best is
+  // then partial: the caller starts over on a coarser grid).
   bool search(const double* q, int k, Best& best) const {
     int64_t c[3];
     for (int a = 0; a < 3; ++a) c[a] = cell_coord(q[a], a);
@@ -164,8 +199,8 @@ class Grid {
     for (int a = 0; a < 3; ++a) r = std::max({r, -c[a], c[a] - (cells_[a] - 1)});
     int64_t lookups = 0;
     for (;; ++r) {
-      lookups += visit_shell(q, c, r, k, best, n_ - lookups);
-      if (lookups > n_) return false;
+      lookups += visit_shell(q, c, r, k, best, kShellBudget - lookups);
+      if (lookups > kShellBudget) return false;
       bool covers_grid = true;
       for (int a = 0; a < 3; ++a) covers_grid &= c[a] - r <= 0 && c[a] + r >= cells_[a] - 1;
       if (covers_grid) return true;
@@ -183,29 +218,6 @@ class Grid {
   }
 
  private:
-  // Twice the median nearest-neighbour spacing of a sample of targets (brute force against all),
-  // grown with k so that the first shells hold k points; within what the cell ids can address.
-  double cell_size(const std::vector<double>& pts, const Columns& columns, double extent, int k) const {
-    const double smallest = std::max(extent / static_cast<double>(kMaxCellsPerAxis - 2), 1e-300);
-    if (!(extent > 0)) return 1.0;  // every target at one place: one cell
-    const int64_t samples = std::min(kSpacingSample, n_);
-    std::vector<double> spacing;
-    double dist[kChunk];
-    for (int64_t s = 0; s < samples; ++s) {
-      const int64_t i = s * n_ / samples;
-      double nearest = kInf;  // to the nearest target at another place
-      for (int64_t j0 = 0; j0 < n_; j0 += kChunk) {
-        const int64_t len = std::min(kChunk, n_ - j0);
-        chunk_distances(&pts[i * 3], columns, j0, len, dist);
-        for (int64_t j = 0; j < len; ++j) nearest = dist[j] > 0 && dist[j] < nearest ? dist[j] : nearest;
-      }
-      if (nearest < kInf) spacing.push_back(std::sqrt(nearest));
-    }
-    if (spacing.empty()) return std::max(extent, smallest);
-    std::nth_element(spacing.begin(), spacing.begin() + spacing.size() / 2, spacing.end());
-    return std::max(2.0 * spacing[spacing.size() / 2] * std::cbrt(static_cast<double>(k)), smallest);
-  }
-
   // The cell coordinate of v along axis a, clamped far outside the grid (no integer overflow for a
   // distant query; the search stays exact, it only stops later).
   int64_t cell_coord(double v, int a) const {
@@ -260,8 +272,7 @@ class Grid {
     return visited;
   }
 
-  int64_t n_;
-  double lo_[3], h_, inv_h_, tolerance_;
+  double h_, inv_h_, lo_[3], tolerance_;
   int64_t cells_[3];
   std::vector<int64_t> order_;
   std::vector<double> sorted_[3];
@@ -280,22 +291,40 @@ void knn_forward(const at::Tensor& x, const at::Tensor& y, const KnnProblem& p, 
     const std::vector<double> queries = points_of<T>(x, b, nx);
     const std::vector<double> targets = points_of<T>(y, b, ny);
     const Columns columns(targets, ny, D);
-    const bool use_grid = D == 3 && nx * ny > kBruteForcePairs;
-    std::unique_ptr<Grid> grid = use_grid ? std::make_unique<Grid>(targets, columns, ny, k) : nullptr;
     const int kk = static_cast<int>(std::min<int64_t>(k, ny));
-    at::parallel_for(0, nx, 64, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
+    auto write = [&](int64_t i, const Best& best) {
+      const int64_t row = (b * p.N + i) * k;
+      for (int j = 0; j < kk; ++j) {
+        out_d[row + j] = static_cast<T>(best.d[j]);
+        out_i[row + j] = best.i[j];
+      }
+    };
+    std::vector<int64_t> pending(static_cast<size_t>(nx));
+    for (int64_t i = 0; i < nx; ++i) pending[i] = i;
+    if (D == 3 && nx * ny > kBruteForcePairs) {
+      const Box box(targets, ny);
+      const double extent = box.extent();
+      for (double h = finest_cell_size(targets, columns, ny, extent, kk); !pending.empty(); h *= kLevelGrowth) {
+        const Grid grid(targets, ny, box, h);
+        std::vector<char> done(pending.size(), 0);
+        at::parallel_for(0, static_cast<int64_t>(pending.size()), 64, [&](int64_t begin, int64_t end) {
+          for (int64_t s = begin; s < end; ++s) {
+            Best best(kk);
+            if ((done[s] = grid.search(&queries[pending[s] * 3], kk, best))) write(pending[s], best);
+          }
+        });
+        size_t left = 0;
+        for (size_t s = 0; s < pending.size(); ++s)
+          if (!done[s]) pending[left++] = pending[s];
+        pending.resize(left);
+        if (!(h < extent)) break;  // one cell spans the cloud: coarser grids would not help
+      }
+    }
+    at::parallel_for(0, static_cast<int64_t>(pending.size()), 64, [&](int64_t begin, int64_t end) {
+      for (int64_t s = begin; s < end; ++s) {
         Best best(kk);
-        const double* q = &queries[i * D];
-        if (!grid || !grid->search(q, kk, best)) {
-          best = Best(kk);
-          brute_force(q, columns, kk, best);
-        }
-        const int64_t row = (b * p.N + i) * k;
-        for (int j = 0; j < kk; ++j) {
-          out_d[row + j] = static_cast<T>(best.d[j]);
-          out_i[row + j] = best.i[j];
-        }
+        brute_force(&queries[pending[s] * D], columns, kk, best);
+        write(pending[s], best);
       }
     });
   }
