@@ -139,6 +139,7 @@ GramTile<double> gram_tile_f64() { FASTPERC_PICK(gram_tile_f64) }
 SparseTile<float> sparse_tile_f32() { FASTPERC_PICK(sparse_tile_f32) }
 SparseTile<double> sparse_tile_f64() { FASTPERC_PICK(sparse_tile_f64) }
 SsimTile<float> ssim_tile_f32() { FASTPERC_PICK(ssim_tile_f32) }
+KnnTile knn_tile() { FASTPERC_PICK(knn_tile) }
 SsimTile<double> ssim_tile_f64() { FASTPERC_PICK(ssim_tile_f64) }
 
 #undef FASTPERC_PICK

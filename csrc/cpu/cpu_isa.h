@@ -5,6 +5,7 @@
 #include <type_traits>
 
 #include "cpu/isa/gram_tile.h"
+#include "cpu/isa/knn_tile.h"
 #include "cpu/isa/sparse_tile.h"
 #include "cpu/isa/ssim_tile.h"
 
@@ -29,6 +30,8 @@ GramTile<double> gram_tile_f64();
 
 SparseTile<float> sparse_tile_f32();
 SparseTile<double> sparse_tile_f64();
+
+KnnTile knn_tile();
 
 SsimTile<float> ssim_tile_f32();
 SsimTile<double> ssim_tile_f64();

@@ -3,8 +3,10 @@
 //
 // Two searches, picked per batch item, giving the same answer:
 // - Brute force for small problems (queries x targets <= kBruteForcePairs) and for D != 3: targets as
-//   float64 columns, distances of one query to a chunk of kChunk targets in a vectorisable loop, then
-//   a scan of the chunk against the current k-th distance (rarely beaten once the list has filled).
+//   float64 columns, distances to a chunk of kChunk targets, then a scan of the chunk against the
+//   current k-th distance (rarely beaten once the list has filled). For D = 3 the distances come from
+//   the per-ISA register tile (cpu/isa/knn_tile.h: several queries per pass over the chunk, and each
+//   query's chunk minimum, so most chunks are never scanned); other D from a loop over dimensions.
 // - A uniform grid for large 3D clouds: targets sorted by cell (stable, so a cell lists its points in
 //   index order), cells found through an open-addressing table. A query visits the cells ring by ring
 //   (Chebyshev shells around its own cell, clipped to the grid) and stops once the k-th best distance
@@ -31,6 +33,7 @@
 #include <vector>
 
 #include "common/knn_checks.h"
+#include "cpu/cpu_isa.h"
 #include "kernels.h"
 
 namespace fastperc {
@@ -60,6 +63,7 @@ std::vector<double> points_of(const at::Tensor& cloud, int64_t b, int64_t n) {
 struct Best {
   double d[kKnnMaxK];
   int64_t i[kKnnMaxK];
+  Best() = default;
   explicit Best(int k) {
     std::fill(d, d + k, kInf);
     std::fill(i, i + k, kKnnNoIndex);
@@ -90,6 +94,27 @@ void chunk_distances(const double* q, const Columns& t, int64_t j0, int64_t len,
     for (int64_t j = 0; j < len; ++j) {
       const double diff = q[d] - col[j];
       out[j] = knn_square_add(diff, out[j]);
+    }
+  }
+}
+
+// Brute force for `count` queries (D = 3) through the register tile, `tile.queries` at a time.
+void brute_force_3d(const KnnTile& tile, const double* const* q, int64_t count, const Columns& t, int k, Best* best) {
+  double dist[4 * kChunk], low[4], packed[12];
+  const double* cx = t.c.data();
+  for (int64_t first = 0; first < count; first += tile.queries) {
+    const int64_t group = std::min<int64_t>(tile.queries, count - first);
+    for (int a = 0; a < tile.queries; ++a)  // a short last group repeats its first query
+      for (int d = 0; d < 3; ++d) packed[3 * a + d] = q[first + (a < group ? a : 0)][d];
+    for (int64_t j0 = 0; j0 < t.n; j0 += kChunk) {
+      const int64_t len = std::min(kChunk, t.n - j0);
+      tile.distances_3d(packed, cx + j0, cx + t.n + j0, cx + 2 * t.n + j0, len, dist, kChunk, low);
+      for (int64_t a = 0; a < group; ++a) {
+        Best& b = best[first + a];
+        if (!(low[a] <= b.d[k - 1])) continue;
+        for (int64_t j = 0; j < len; ++j)
+          if (dist[a * kChunk + j] <= b.d[k - 1]) knn_insert(dist[a * kChunk + j], j0 + j, b.d, b.i, k);
+      }
     }
   }
 }
@@ -320,7 +345,23 @@ void knn_forward(const at::Tensor& x, const at::Tensor& y, const KnnProblem& p, 
         if (!(h < extent)) break;  // one cell spans the cloud: coarser grids would not help
       }
     }
+    const KnnTile tile = knn_tile();
     at::parallel_for(0, static_cast<int64_t>(pending.size()), 64, [&](int64_t begin, int64_t end) {
+      if (D == 3) {
+        constexpr int64_t kBlock = 16;  // queries whose k best stay in L1 together
+        const double* q[kBlock];
+        Best best[kBlock];
+        for (int64_t s0 = begin; s0 < end; s0 += kBlock) {
+          const int64_t count = std::min(kBlock, end - s0);
+          for (int64_t a = 0; a < count; ++a) {
+            q[a] = &queries[pending[s0 + a] * 3];
+            best[a] = Best(kk);
+          }
+          brute_force_3d(tile, q, count, columns, kk, best);
+          for (int64_t a = 0; a < count; ++a) write(pending[s0 + a], best[a]);
+        }
+        return;
+      }
       for (int64_t s = begin; s < end; ++s) {
         Best best(kk);
         brute_force(&queries[pending[s] * D], columns, kk, best);
