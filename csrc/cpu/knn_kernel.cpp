@@ -100,7 +100,7 @@ void chunk_distances(const double* q, const Columns& t, int64_t j0, int64_t len,
 
 // Brute force for `count` queries (D = 3) through the register tile, `tile.queries` at a time.
 void brute_force_3d(const KnnTile& tile, const double* const* q, int64_t count, const Columns& t, int k, Best* best) {
-  double dist[4 * kChunk], low[4], packed[12];
+  double dist[kKnnTileMaxQueries * kChunk], low[kKnnTileMaxQueries], packed[3 * kKnnTileMaxQueries];
   const double* cx = t.c.data();
   for (int64_t first = 0; first < count; first += tile.queries) {
     const int64_t group = std::min<int64_t>(tile.queries, count - first);

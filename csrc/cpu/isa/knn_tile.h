@@ -18,8 +18,11 @@
 namespace fastperc {
 namespace cpu {
 
+constexpr int kKnnTileMaxQueries = 4;
+
 struct KnnTile {
-  // Queries per call: as many as the ISA's registers hold with their running minima.
+  // Queries per call (at most kKnnTileMaxQueries): as many as the ISA's registers hold with their
+  // running minima.
   int queries;
   // q: `queries` x 3 coordinates; x, y, z: len target coordinates each; dist: `queries` rows of ld
   // (>= len) values; min: `queries` values.
