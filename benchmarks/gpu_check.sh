@@ -30,7 +30,7 @@ if want build; then
 fi
 fastperc info 2>&1 | tee -a "$REPORT"
 
-CUDA_TESTS="tests/test_cuda.py tests/test_cuda_kernels.py tests/test_cuda_sparse.py tests/test_build.py"
+CUDA_TESTS="tests/test_cuda.py tests/test_cuda_kernels.py tests/test_cuda_sparse.py tests/test_knn_kernels.py tests/test_build.py"
 if want tests; then
   section "tests: every CUDA kernel on the GPU (and under the emulator); the CPU suite is CI's"
   python -m pytest $CUDA_TESTS -q -rs 2>&1 | tail -25 | tee -a "$REPORT"
@@ -52,6 +52,7 @@ for dtype in float32 float16; do
 done
 fastperc bench --device cuda --op ssim3d --json "$REPORT_DIR/bench_cuda_ssim3d.json" 2>&1 | tee -a "$REPORT"
 fastperc bench --device cuda --op perceptual --json "$REPORT_DIR/bench_cuda_perceptual.json" 2>&1 | tee -a "$REPORT"
+fastperc bench --device cuda --op chamfer --json "$REPORT_DIR/bench_cuda_chamfer.json" 2>&1 | tee -a "$REPORT"
 for dtype in float32 float16; do
   fastperc bench --device cuda --op subm --dtype "$dtype" --json "$REPORT_DIR/bench_cuda_subm_$dtype.json" 2>&1 | tee -a "$REPORT"
 done

@@ -290,36 +290,82 @@ def test_backward_rejects_indices_out_of_range():
         ops.knn_points_backward(g[:, :4], x, y, torch.zeros(1, 5, 1, dtype=torch.long))
 
 
-# The CUDA kernels, run on the CPU by the emulator (tests/cuda_emu): the same source nvcc compiles.
+# The CUDA kernels on the GPU (skipped without one) and under the CPU emulator (tests/cuda_emu): the
+# same source nvcc compiles, bit-identical to the CPU kernels under the emulator; on a GPU the indices
+# and distances are still identical (float64, no FMA: knn_math.h) and the gradients within rounding.
+@pytest.fixture(params=["cuda", "emulated"])
+def backend(request):
+    """(ops namespace, device) the CUDA kernels run on."""
+    if request.param == "cuda":
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+        return torch.ops.fastperc, "cuda"
+    return load_emulated_ops(), "cpu"
+
+
+def on(device, *tensors):
+    return [t.to(device) for t in tensors]
+
+
+def assert_same_gradients(got, want, device):
+    for a, b in zip(got, want):
+        if device == "cpu":  # the emulator: the same sums in the same order
+            assert torch.equal(a.cpu(), b)
+        else:  # nvcc may fuse the multiply-adds of the sums
+            torch.testing.assert_close(a.cpu(), b, rtol=1e-5 if b.dtype != torch.float64 else 1e-12, atol=1e-6)
+
+
 @pytest.mark.parametrize("kind", ["cube", "lattice", "clusters"])
-def test_emulated_cuda_kernels_match_the_cpu_kernels(kind):
-    emu = load_emulated_ops()
-    # 700 targets of D = 3 cross a shared-memory tile (682 points); 3 batch items cross the grid chunk (2).
+def test_cuda_kernels_match_the_cpu_kernels(backend, kind):
+    dev_ops, device = backend
+    # 700 targets of D = 3 cross a shared-memory tile (682 points); 3 batch items cross the emulator's
+    # grid chunk (2).
     x, y = cloud(kind, 3, 300, 27), cloud(kind, 3, 700, 28)
     xl, yl = torch.tensor([300, 129, 0]), torch.tensor([700, 3, 5])
     for k in (1, 5):
-        got = run(x, y, k, xl, yl, backend=emu)
+        got = run(*on(device, x, y), k, *on(device, xl, yl), backend=dev_ops)
         want = run(x, y, k, xl, yl)
-        assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
+        assert torch.equal(got[1].cpu(), want[1]) and torch.equal(got[0].cpu(), want[0])
     g = torch.randn(want[1].shape, dtype=torch.float64)
-    gx, gy = emu.knn_points_backward(g, x, y, want[1])
-    wx, wy = ops.knn_points_backward(g, x, y, want[1])
-    assert torch.equal(gx, wx) and torch.equal(gy, wy)  # the same sums in the same order
+    got = dev_ops.knn_points_backward(*on(device, g, x, y, want[1]))
+    assert_same_gradients(got, ops.knn_points_backward(g, x, y, want[1]), device)
+    again = dev_ops.knn_points_backward(*on(device, g, x, y, want[1]))
+    assert all(torch.equal(a, b) for a, b in zip(got, again))  # deterministic: no atomics
 
 
-def test_emulated_cuda_kernels_other_dimensions_dtypes_and_errors():
-    emu = load_emulated_ops()
+def test_cuda_kernels_other_dimensions_dtypes_and_errors(backend):
+    dev_ops, device = backend
     g = torch.Generator().manual_seed(29)
     for dim in (1, 5, 32):
         x = (torch.rand(2, 40, dim, generator=g, dtype=torch.float64) * 3).round()
         y = (torch.rand(2, 130, dim, generator=g, dtype=torch.float64) * 3).round()
-        assert_same_neighbours(run(x, y, 4, backend=emu), run(x, y, 4), rtol=0)
+        got = run(*on(device, x, y), 4, *on(device, lengths(2, 40), lengths(2, 130)), backend=dev_ops)
+        assert_same_neighbours([t.cpu() for t in got], run(x, y, 4), rtol=0)
     for dtype in (torch.float32, torch.float16, torch.bfloat16):
         x, y = cloud("sphere", 1, 60, 30, dtype), cloud("sphere", 1, 80, 31, dtype)
-        got, want = run(x, y, 2, backend=emu), run(x, y, 2)
-        assert torch.equal(got[1], want[1]) and torch.equal(got[0], want[0])
+        got = run(*on(device, x, y), 2, *on(device, lengths(1, 60), lengths(1, 80)), backend=dev_ops)
+        want = run(x, y, 2)
+        assert torch.equal(got[1].cpu(), want[1]) and torch.equal(got[0].cpu(), want[0])
         gd = torch.rand(want[1].shape, dtype=torch.float64).to(dtype)
-        for a, b in zip(emu.knn_points_backward(gd, x, y, want[1]), ops.knn_points_backward(gd, x, y, want[1])):
-            torch.testing.assert_close(a, b)
+        got = dev_ops.knn_points_backward(*on(device, gd, x, y, want[1]))
+        for a, b in zip(got, ops.knn_points_backward(gd, x, y, want[1])):
+            torch.testing.assert_close(a.cpu(), b)
     with pytest.raises(RuntimeError, match="outside"):
-        emu.knn_points(x, y, torch.tensor([61]), lengths(1, 80), 1)
+        dev_ops.knn_points(*on(device, x, y, torch.tensor([61]), lengths(1, 80)), 1)
+    with pytest.raises(RuntimeError, match="NaN or infinite"):
+        bad = y.clone()
+        bad[0, 3, 1] = float("nan")
+        dev_ops.knn_points(*on(device, x, bad, lengths(1, 60), lengths(1, 80)), 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_public_chamfer_on_the_gpu_matches_the_cpu():
+    x, y = cloud("sphere", 2, 3000, 35, torch.float32), cloud("sphere", 2, 2500, 36, torch.float32)
+    xl, yl = torch.tensor([3000, 1000]), torch.tensor([2500, 2500])
+    a, b = x.clone().requires_grad_(True), y.cuda().requires_grad_(True)
+    want = fastperc.chamfer_distance(a, y, xl, yl)
+    want.backward()
+    got = fastperc.chamfer_distance(x.cuda().requires_grad_(True), b, xl.cuda(), yl.cuda())
+    got.backward()
+    torch.testing.assert_close(got.cpu(), want, rtol=1e-6, atol=0)
+    assert torch.isfinite(b.grad).all()
