@@ -8,7 +8,7 @@ import sys
 import torch
 
 from fastperc import distributed
-from fastperc.apps import commands
+from fastperc.apps import commands, voxnet_app
 
 # Commands that split their work over the processes of a torchrun job; the others are one-process
 # commands, and under a launcher every rank would redo the same work and write the same files.
@@ -117,6 +117,7 @@ def main(argv=None) -> int:
                    "generic, avx2, avx512 / generic, neon), fastperc and torch/MKL/oneDNN capped alike, side by side")
     b.set_defaults(func=_cmd_bench)
     commands.add_parsers(sub)
+    voxnet_app.add_parsers(sub, commands._positive)
     args = parser.parse_args(argv)
     say = commands._say  # on stderr, from rank 0 only under torchrun
     if distributed.launched() and args.command not in DISTRIBUTED_COMMANDS:

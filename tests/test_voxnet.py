@@ -2,10 +2,13 @@
 procedural classes from voxel grids within a CPU-minute."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from PIL import Image
 
-from fastperc.geometry import ProceduralShapes, make_shape, occupancy, sparse_occupancy
+from fastperc.geometry import ProceduralShapes, make_shape, occupancy, sparse_occupancy, write_off
 from fastperc.models.voxnet import VoxNet, feature_size
 from fastperc.sparse import SparseTensor
 
@@ -83,3 +86,50 @@ def test_voxnet_learns_four_procedural_classes():
                                                                solid=True)).argmax(1) == yt).float().mean().item()
     assert accuracy >= 0.75, accuracy
     assert sparse_accuracy == accuracy
+
+
+def run_cli(*args):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, "-m", "fastperc.cli", *args], env=dict(os.environ, PYTHONPATH=root),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_cli_trains_resumes_evaluates_and_draws(tmp_path):
+    out = tmp_path / "run"
+    common = ["--classes", "sphere,box,cone", "--per-class", "3", "--test-per-class", "2", "--resolution", "16",
+              "--out", str(out)]
+    first = run_cli("voxnet", "train", *common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    assert "epoch 1:" in first.stderr and "test accuracy" in first.stdout
+    second = run_cli("voxnet", "train", *common, "--epochs", "2", "--sparse")
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stderr and "epoch 2:" in second.stderr and "epoch 1:" not in second.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 2 and metrics["classes"] == ["sphere", "box", "cone"]
+    assert sum(map(sum, metrics["confusion"])) == 6
+    for picture in ("curves.png", "loss.png", "confusion.png"):
+        assert Image.open(out / picture).size[0] > 100
+    evaluated = run_cli("voxnet", "eval", "--checkpoint", str(out / "voxnet.pt"), "--test-per-class", "2")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["test_voting"] == metrics["test_voting"]
+    other = run_cli("voxnet", "train", *common[:-2], "--resolution", "20", "--out", str(out), "--epochs", "1")
+    assert other.returncode == 2 and "another resolution" in other.stderr
+
+
+def test_cli_reads_a_modelnet_folder(tmp_path):
+    for name, shape in (("chair", "chair"), ("table", "table")):
+        for split, count in (("train", 2), ("test", 1)):
+            folder = tmp_path / "ModelNet10" / name / split
+            folder.mkdir(parents=True)
+            for i in range(count):
+                write_off(make_shape(shape, 10 * i + (split == "test")), folder / f"{name}_{i + 1:04d}.off")
+    out = run_cli("voxnet", "train", "--data", str(tmp_path / "ModelNet10"), "--resolution", "16", "--epochs", "1",
+                  "--out", str(tmp_path / "run"))
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["classes"] == ["chair", "table"]
+    missing = run_cli("voxnet", "train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "run2"))
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
