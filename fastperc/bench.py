@@ -287,6 +287,30 @@ def time_ms(fn: Callable, device: str, min_time: float = 0.3, min_runs: int = 5,
     return 1e3 * (min(times) if best else statistics.median(times))
 
 
+def peak_memory_mb(fn, device) -> float:
+    """MB above the starting footprint while fn runs once: the CUDA allocator's peak, or on the CPU the
+    resident set's (Linux: /proc/self/status VmHWM after resetting it through /proc/self/clear_refs;
+    allocations that reuse memory the process already holds do not show). nan where unmeasurable."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = torch.cuda.memory_allocated()
+        fn()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - start) / 2**20
+    try:
+        def status(key):
+            with open("/proc/self/status") as fh:
+                return next(int(line.split()[1]) for line in fh if line.startswith(key))
+        start = status("VmRSS:")
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")  # resets VmHWM to the current resident set
+        fn()
+        return (status("VmHWM:") - start) / 1024
+    except (OSError, StopIteration):
+        return float("nan")
+
+
 def gemm_peak_gflops(device: str, dtype=torch.float32) -> float:
     n = 2048 if device == "cpu" else 8192
     a = torch.randn(n, n, device=device, dtype=dtype)

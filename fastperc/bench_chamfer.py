@@ -20,7 +20,7 @@ import torch
 
 import fastperc
 from fastperc import _backend, data
-from fastperc.bench import time_ms
+from fastperc.bench import peak_memory_mb, time_ms
 from fastperc.geometry import ProceduralShapes
 
 CLOUD_SIZES = {"cpu": [2048, 16384], "cuda": [16384, 65536]}
@@ -66,28 +66,6 @@ def reference_chamfer(x, y):
 IMPLS = {"fastperc": fastperc.chamfer_distance, "reference": reference_chamfer, "torch cdist+min": composite_chamfer}
 
 
-def _peak_memory(fn, device) -> float:
-    """MB above the starting footprint while fn runs once (nan where it cannot be measured)."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        start = torch.cuda.memory_allocated()
-        fn()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - start) / 2**20
-    try:
-        def status(key):
-            with open("/proc/self/status") as fh:
-                return next(int(line.split()[1]) for line in fh if line.startswith(key))
-        start = status("VmRSS:")
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # resets VmHWM to the current resident set
-        fn()
-        return (status("VmHWM:") - start) / 1024
-    except (OSError, StopIteration):
-        return float("nan")
-
-
 def _row(workload, impl, x, y, truth, pairs, device, min_time):
     def step():
         a, b = x.detach().requires_grad_(True), y.detach().requires_grad_(True)
@@ -98,7 +76,7 @@ def _row(workload, impl, x, y, truth, pairs, device, min_time):
     loss, grad_x = step()
     err = max(abs(loss.item() - truth[0].item()) / abs(truth[0].item()),
               ((grad_x.double().cpu() - truth[1]).abs().max() / truth[1].abs().max()).item())
-    peak = _peak_memory(step, device)
+    peak = peak_memory_mb(step, device)
     ms = time_ms(step, device, min_time=min_time, min_runs=3, max_runs=50)
     return dict(op="chamfer", mode="fwd+bwd", shape=workload, impl=impl, ms=ms, peak_mb=peak, err=err,
                 pair_gflops=8 * pairs / ms / 1e6)

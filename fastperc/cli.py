@@ -45,6 +45,10 @@ def _cmd_bench(args) -> int:
 
         return _report(bench_perceptual.run(device=args.device, quick=args.quick), bench_perceptual.format_table,
                        args.json)
+    if args.op == "voxnet":
+        from fastperc import bench_voxnet
+
+        return _report(bench_voxnet.run(quick=args.quick, device=args.device), bench_voxnet.format_table, args.json)
     if args.op == "chamfer":
         from fastperc import bench_chamfer
 
@@ -103,9 +107,10 @@ def main(argv=None) -> int:
     sub.add_parser("info", help="version, torch, compiled backends, devices").set_defaults(func=_cmd_info)
     b = sub.add_parser("bench", help="kernels vs reference vs torch composite, as a table")
     b.add_argument("--op", choices=("gram", "style", "ssim", "msssim", "l1ssim", "ssim3d", "subm", "perceptual",
-                                    "chamfer", "all"),
+                                    "chamfer", "voxnet", "all"),
                    default="all", help="all = the Gram and 2D SSIM families; ssim3d = volumes; subm = sparse convolution on a "
-                   "LiDAR scan; perceptual = a VGG19 style-transfer step; chamfer = nearest neighbours / Chamfer distance")
+                   "LiDAR scan; perceptual = a VGG19 style-transfer step; chamfer = nearest neighbours / Chamfer distance; "
+                   "voxnet = dense vs sparse VoxNet per grid resolution")
     b.add_argument("--scan", metavar="NPZ", help="point cloud for --op subm: an .npz with key 'pc' (metres) or 'pc_cm' "
                    "(centimetres), or 'synthetic' (default: the LiDAR scan shipped with fastperc, 196k points)")
     b.add_argument("--device", choices=("cpu", "cuda"), default="cpu")

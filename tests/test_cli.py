@@ -190,3 +190,12 @@ def test_bench_quick_chamfer(tmp_path):
     assert {r["shape"] for r in rows} == {"2 x 512 vs 512 same shape", "2 x 512 vs 512 other shape"}
     for r in rows:
         assert r["ms"] > 0 and r["err"] < 1e-4, r  # float32 against the float64 kernel
+
+
+def test_bench_quick_voxnet_dense_and_sparse(tmp_path):
+    path = tmp_path / "voxnet.json"
+    out = run_cli("bench", "--quick", "--op", "voxnet", "--json", str(path))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["impl"] for r in rows] == ["dense conv3d", "fastperc sparse"]
+    assert all(r["ms"] > 0 and r["logit_gap"] < 1e-4 for r in rows)
