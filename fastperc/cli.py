@@ -8,7 +8,7 @@ import sys
 import torch
 
 from fastperc import distributed
-from fastperc.apps import commands, voxnet_app
+from fastperc.apps import commands, deepsdf_app, mvcnn_app, voxnet_app
 
 # Commands that split their work over the processes of a torchrun job; the others are one-process
 # commands, and under a launcher every rank would redo the same work and write the same files.
@@ -123,6 +123,8 @@ def main(argv=None) -> int:
     b.set_defaults(func=_cmd_bench)
     commands.add_parsers(sub)
     voxnet_app.add_parsers(sub, commands._positive)
+    mvcnn_app.add_parsers(sub, commands._positive)
+    deepsdf_app.add_parsers(sub, commands._positive)
     args = parser.parse_args(argv)
     say = commands._say  # on stderr, from rank 0 only under torchrun
     if distributed.launched() and args.command not in DISTRIBUTED_COMMANDS:

@@ -62,3 +62,27 @@ def test_reconstruction_with_the_decoder_frozen_and_interpolation(trained):
     assert torch.equal(path[0], codes[0]) and torch.allclose(path[-1], codes[1])
     middle = mesh(decoder, path[2], 32)
     assert len(middle.faces) > 0
+
+
+def test_cli_trains_resumes_evaluates_and_draws(tmp_path):
+    import json
+
+    from PIL import Image
+    from test_voxnet import run_cli
+
+    out = tmp_path / "run"
+    common = ["--classes", "sphere,box", "--per-class", "1", "--test-per-class", "1", "--samples", "4000",
+              "--latent", "8", "--hidden", "64", "--dropout", "0", "--lr", "1e-3", "--batch", "1024",
+              "--recon-steps", "20", "--mesh-resolution", "24", "--picture-size", "32", "--out", str(out)]
+    first = run_cli("deepsdf", "train", *common, "--steps", "100")
+    assert first.returncode == 0, first.stderr
+    second = run_cli("deepsdf", "train", *common, "--steps", "150")
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stderr and "after step 100" in second.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps"] == 150 and len(metrics["train_shapes"]) == 2 and len(metrics["test_shapes"]) == 2
+    assert "Chamfer" in second.stdout
+    for picture in ("loss.png", "reconstructions.png", "interpolation.png"):
+        assert Image.open(out / picture).size[0] >= 32 * 3
+    other = run_cli("deepsdf", "train", *common[:-2], "--latent", "12", "--out", str(out), "--steps", "10")
+    assert other.returncode == 2 and "another network" in other.stderr

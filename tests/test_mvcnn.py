@@ -60,3 +60,28 @@ def test_mvcnn_learns_procedural_classes_and_pooling_is_measured():
         one_view = (net.per_view(xt).argmax(2) == yt[:, None]).float().mean().item()
     assert multi >= 0.7, (multi, single, one_view)  # chance: 1/6
     assert one_view <= multi + 1e-6, (multi, one_view)  # one view at a time is never better here
+
+
+def test_cli_trains_both_networks_resumes_and_evaluates(tmp_path):
+    import json
+
+    from PIL import Image
+    from test_voxnet import run_cli
+
+    out = tmp_path / "run"
+    common = ["--classes", "sphere,box", "--per-class", "2", "--test-per-class", "1", "--size", "16", "--out", str(out)]
+    first = run_cli("mvcnn", "train", *common, "--epochs", "1")
+    assert first.returncode == 0, first.stderr
+    second = run_cli("mvcnn", "train", *common, "--epochs", "2")
+    assert second.returncode == 0, second.stderr
+    assert "resuming" in second.stderr and "epoch 2:" in second.stderr and "epoch 1:" not in second.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["history"]["multi_view"]) == 2 and sum(map(sum, metrics["confusion"])) == 2
+    for key in ("multi_view", "single_view_averaged", "single_view_one"):
+        assert 0 <= metrics[key] <= 1
+    assert Image.open(out / "curves.png").size[0] > 100 and Image.open(out / "confusion.png").size[0] > 100
+    evaluated = run_cli("mvcnn", "eval", "--checkpoint", str(out / "mvcnn.pt"), "--test-per-class", "1")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["multi_view"] == metrics["multi_view"]
+    bad = run_cli("mvcnn", "train", *common[:-4], "--size", "20", "--out", str(tmp_path / "x"))
+    assert bad.returncode == 2 and "multiple of 16" in bad.stderr
