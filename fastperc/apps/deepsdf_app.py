@@ -4,7 +4,7 @@ marching cubes, unseen test shapes reconstructed with the decoder frozen, DeepSD
 
 Shapes: the procedural ones (offline, the default) or a ModelNet-layout folder (--data). SDF samples
 follow the paper (fastperc.geometry.sdf.sample_sdf). The defaults are sized for a CPU (latent 64,
-width 256, 2048 samples per shape and step); --latent 256 --hidden 512 --batch 16384 is the paper's
+width 256, 1024 samples per shape and step); --latent 256 --hidden 512 --batch 16384 is the paper's
 network and batch. Writes to --out: deepsdf.pt (saved every 100 steps and resumed by running the same
 command again), metrics.json (Chamfer per shape, mean and median, training and test), loss.png,
 reconstructions.png (ground truth beside the decoded mesh, three views each) and interpolation.png
@@ -165,7 +165,7 @@ def add_parsers(sub, positive) -> None:
     t.add_argument("--test-per-class", type=positive(int), default=1, help="unseen shapes reconstructed per class")
     t.add_argument("--samples", type=positive(int), default=100_000, help="SDF samples per shape (paper: 500000)")
     t.add_argument("--steps", type=positive(int), default=1000)
-    t.add_argument("--batch", type=positive(int), default=2048, help="samples per shape and step (paper: 16384)")
+    t.add_argument("--batch", type=positive(int), default=1024, help="samples per shape and step (paper: 16384)")
     t.add_argument("--latent", type=positive(int), default=64, help="code size (paper: 256)")
     t.add_argument("--hidden", type=positive(int), default=256, help="layer width (paper: 512)")
     t.add_argument("--dropout", type=float, default=0.2)
