@@ -318,8 +318,7 @@ def _sparse_conv_backward(ctx, grad_out):
 register_autograd("fastperc::sparse_conv", _sparse_conv_backward, setup_context=_sparse_conv_setup)
 
 
-KNN_MAX_K = 32  # csrc/common/knn_math.h: kKnnMaxK, kKnnMaxDim
-KNN_MAX_DIM = 32
+from fastperc.functional.chamfer import KERNEL_MAX_DIM as KNN_MAX_DIM, KERNEL_MAX_K as KNN_MAX_K  # noqa: E402
 
 
 def _check_clouds(op: str, x, y) -> None:

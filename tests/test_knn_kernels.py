@@ -236,6 +236,14 @@ def test_compiled_chamfer_loss_matches_eager():
     torch.testing.assert_close(gy, wy)
 
 
+def test_k_and_d_beyond_the_kernels_run_the_reference(recwarn):
+    x, y = cloud("cube", 2, 30, 37), cloud("cube", 2, 50, 38)
+    assert_same_neighbours(fastperc.knn_points(x, y, 40), reference(x, y, 40))
+    wide_x, wide_y = torch.rand(1, 20, 40, dtype=torch.float64), torch.rand(1, 25, 40, dtype=torch.float64)
+    assert_same_neighbours(fastperc.knn_points(wide_x, wide_y, 3), reference(wide_x, wide_y, 3))
+    assert not [w for w in recwarn if "reference" in str(w.message)]  # not a fallback: no warning
+
+
 def test_public_functions_run_the_kernel():
     x, y = cloud("sphere", 1, 50, 19), cloud("sphere", 1, 40, 20)
     d, i = fastperc.knn_points(x, y, 2)

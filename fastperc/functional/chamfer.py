@@ -13,7 +13,9 @@ from fastperc import _backend
 from fastperc.functional import _validate
 from fastperc.reference import knn as _reference
 
-KERNEL_MAX_K = 32  # csrc/common/knn_math.h: larger k or D run the reference
+# The knn_points kernels' limits (csrc/common/knn_math.h: kKnnMaxK, kKnnMaxDim; fastperc/ops.py's fake
+# kernel checks the same): larger k or D run the reference.
+KERNEL_MAX_K = 32
 KERNEL_MAX_DIM = 32
 
 REDUCTIONS = ("mean", "sum", "none")
