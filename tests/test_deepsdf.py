@@ -86,3 +86,6 @@ def test_cli_trains_resumes_evaluates_and_draws(tmp_path):
         assert Image.open(out / picture).size[0] >= 32 * 3
     other = run_cli("deepsdf", "train", *common[:-2], "--latent", "12", "--out", str(out), "--steps", "10")
     assert other.returncode == 2 and "another network" in other.stderr
+    if not torch.cuda.is_available():
+        gpu = run_cli("deepsdf", "train", *common[:-2], "--device", "cuda", "--out", str(tmp_path / "gpu"))
+        assert gpu.returncode == 2 and "no CUDA device" in gpu.stderr

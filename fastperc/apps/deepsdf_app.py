@@ -67,14 +67,15 @@ def train(args, out=sys.stderr) -> dict:
         samples.append(sdf.sample_sdf(m.to(dtype=torch.float32), args.samples, generator))
         progress.update(i + 1)
     train_samples, test_samples = samples[:len(meshes)], samples[len(meshes):]
-    decoder = DeepSDF(latent=args.latent, hidden=args.hidden, dropout=args.dropout)
-    codes = torch.nn.Embedding(len(meshes), args.latent, max_norm=1.0)
+    device = torch.device(args.device)
+    decoder = DeepSDF(latent=args.latent, hidden=args.hidden, dropout=args.dropout).to(device)
+    codes = torch.nn.Embedding(len(meshes), args.latent, max_norm=1.0).to(device)
     torch.nn.init.normal_(codes.weight, 0.0, 1.0 / args.latent ** 0.5)
     opt = torch.optim.Adam([{"params": decoder.parameters(), "lr": args.lr},
                             {"params": codes.parameters(), "lr": 2 * args.lr}])
     losses, first = [], 0
     if os.path.exists(checkpoint):
-        state = torch.load(checkpoint)
+        state = torch.load(checkpoint, map_location=device)
         if state["shapes"] != len(meshes) or state["latent"] != args.latent or state["hidden"] != args.hidden:
             raise ValueError(f"{checkpoint} holds another set of shapes or another network; use another --out")
         decoder.load_state_dict(state["decoder"])
@@ -98,7 +99,7 @@ def train(args, out=sys.stderr) -> dict:
             xyz.append(points[pick])
             target.append(values[pick])
             shape.append(torch.full((args.batch,), s, dtype=torch.long))
-        xyz, target, shape = torch.cat(xyz), torch.cat(target), torch.cat(shape)
+        xyz, target, shape = (torch.cat(t).to(device) for t in (xyz, target, shape))
         z = codes(shape)
         loss = clamped_l1(decoder(z, xyz), target) + 1e-4 * min(1.0, step / 100) * z.norm(dim=1).mean()
         opt.zero_grad()
@@ -174,11 +175,14 @@ def add_parsers(sub, positive) -> None:
     t.add_argument("--mesh-resolution", type=positive(int), default=64, help="marching cubes grid (paper: 256)")
     t.add_argument("--picture-size", type=positive(int), default=96)
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--out", default="deepsdf_run")
     d.set_defaults(func=_cmd_deepsdf)
 
 
 def _cmd_deepsdf(args) -> int:
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda asked for, but torch sees no CUDA device")
     result = train(args)
     tr, te = result["train_chamfer"], result["test_chamfer"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2e}"  # noqa: E731
