@@ -9,6 +9,19 @@ from fastperc import _backend
 CUDA = torch.cuda.is_available()
 
 
+@pytest.fixture(params=["cuda", "emulated"])
+def backend(request):
+    """(ops namespace, device) the CUDA kernels run on: the GPU (skipped without one), or the CPU
+    emulator of tests/cuda_emu, which runs the same kernel and driver source on CPU tensors."""
+    if request.param == "cuda":
+        if not CUDA:
+            pytest.skip("no CUDA device")
+        return torch.ops.fastperc, "cuda"
+    from cuda_emu import load_emulated_ops
+
+    return load_emulated_ops(), "cpu"
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA device")
 

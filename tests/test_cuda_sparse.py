@@ -10,20 +10,12 @@ import torch
 from fastperc import reference
 from fastperc.sparse import SparseTensor, functional as SF, nn as snn
 from conftest import rel_err
-from cuda_emu import load_emulated_ops
 
 ops = torch.ops.fastperc
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
-@pytest.fixture(params=["cuda", "emulated"])
-def backend(request):
-    """(ops namespace, device) the CUDA kernels run on: the GPU, or the emulator on the CPU."""
-    if request.param == "cuda":
-        if not torch.cuda.is_available():
-            pytest.skip("no CUDA device")
-        return torch.ops.fastperc, "cuda"
-    return load_emulated_ops(), "cpu"
+# `backend` (conftest.py): (ops, device) of the GPU or of the CPU emulator.
 # (kernel, stride, padding, dilation, transposed)
 MAP_CASES = [
     ((3, 3, 3), (1, 1, 1), (1, 1, 1), (1, 1, 1), False),  # submanifold

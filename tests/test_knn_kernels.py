@@ -8,7 +8,6 @@ import torch
 
 import fastperc
 from conftest import cpu_isa, num_threads, supported_isas
-from cuda_emu import load_emulated_ops
 from fastperc.reference import knn as reference_knn
 
 ops = torch.ops.fastperc
@@ -301,14 +300,7 @@ def test_backward_rejects_indices_out_of_range():
 # The CUDA kernels on the GPU (skipped without one) and under the CPU emulator (tests/cuda_emu): the
 # same source nvcc compiles, bit-identical to the CPU kernels under the emulator; on a GPU the indices
 # and distances are still identical (float64, no FMA: knn_math.h) and the gradients within rounding.
-@pytest.fixture(params=["cuda", "emulated"])
-def backend(request):
-    """(ops namespace, device) the CUDA kernels run on."""
-    if request.param == "cuda":
-        if not torch.cuda.is_available():
-            pytest.skip("no CUDA device")
-        return torch.ops.fastperc, "cuda"
-    return load_emulated_ops(), "cpu"
+# `backend` (conftest.py) gives the (ops, device) of each.
 
 
 def on(device, *tensors):

@@ -12,10 +12,10 @@
 #include <ATen/Dispatch.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/arange.h>
-#include <ATen/ops/argsort.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/full.h>
 #include <ATen/ops/searchsorted.h>
+#include <ATen/ops/sort.h>
 #include <ATen/ops/where.h>
 
 #include <algorithm>
@@ -165,8 +165,9 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
   // Pairs grouped by target: key b * M + j (missing neighbours after every target), stable order.
   const at::Tensor batch = at::arange(B, idx.options()).mul_(M).view({B, 1, 1});
   const at::Tensor keys = at::where(idx.ge(0), idx.add(batch), B * M).view({-1});
-  const at::Tensor order = at::argsort(keys, /*stable=*/true, /*dim=*/0, /*descending=*/false);
-  const at::Tensor start = at::searchsorted(keys.index_select(0, order), at::arange(B * M + 1, idx.options()));
+  at::Tensor sorted_keys, order;  // (not structured bindings: the dispatch lambda below captures order)
+  std::tie(sorted_keys, order) = at::sort(keys, /*stable=*/true, /*dim=*/0, /*descending=*/false);
+  const at::Tensor start = at::searchsorted(sorted_keys, at::arange(B * M + 1, idx.options()));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "knn_points_backward_cuda", [&] {
     const scalar_t* g = grad_dists.const_data_ptr<scalar_t>();
     const scalar_t* xp = x.const_data_ptr<scalar_t>();

@@ -22,10 +22,11 @@ from PIL import Image
 
 from fastperc.apps.plots import line_plot
 from fastperc.apps.progress import Progress
-from fastperc.apps.voxnet_app import load_split
+from fastperc.apps.shape_data import load_run
 from fastperc.geometry import sdf
 from fastperc.geometry.render import render
-from fastperc.models.deepsdf import DeepSDF, chamfer_eval, clamped_l1, interpolate, mesh, reconstruct
+from fastperc.models.deepsdf import (DeepSDF, auto_decoder_loss, chamfer_eval, interpolate, mesh, reconstruct,
+                                     training_batch)
 
 PICTURE_VIEWS = [(30.0, 30.0), (150.0, 30.0), (270.0, 30.0)]
 SAVE_EVERY = 100
@@ -54,13 +55,9 @@ def _decoded(decoder, code, resolution):
 
 
 def train(args, out=sys.stderr) -> dict:
-    torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
     checkpoint = os.path.join(args.out, "deepsdf.pt")
-    classes = args.classes.split(",") if args.classes else None
-    meshes, labels, names = load_split(args.data, "train", args.per_class, classes)
-    test_meshes, test_labels, _ = load_split(args.data, "test", args.test_per_class, classes)
+    meshes, labels, names, test_meshes, test_labels = load_run(args)
     progress = Progress("SDF samples", len(meshes) + len(test_meshes), out, unit="shapes")
     samples = []
     for i, m in enumerate(meshes + test_meshes):
@@ -93,15 +90,7 @@ def train(args, out=sys.stderr) -> dict:
     decoder.train()
     progress = Progress("training", args.steps, out)
     for step in range(first, args.steps):
-        xyz, target, shape = [], [], []
-        for s, (points, values) in enumerate(train_samples):
-            pick = torch.randint(0, len(points), (args.batch,), generator=generator)
-            xyz.append(points[pick])
-            target.append(values[pick])
-            shape.append(torch.full((args.batch,), s, dtype=torch.long))
-        xyz, target, shape = (torch.cat(t).to(device) for t in (xyz, target, shape))
-        z = codes(shape)
-        loss = clamped_l1(decoder(z, xyz), target) + 1e-4 * min(1.0, step / 100) * z.norm(dim=1).mean()
+        loss = auto_decoder_loss(decoder, codes, *training_batch(train_samples, args.batch, generator), step)
         opt.zero_grad()
         loss.backward()
         opt.step()

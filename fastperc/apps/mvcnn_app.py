@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from fastperc.apps.plots import confusion_matrix_png, line_plot
 from fastperc.apps.progress import Progress
-from fastperc.apps.voxnet_app import load_split
+from fastperc.apps.shape_data import confusion_counts, load_run, load_split
 from fastperc.geometry.render import render
 from fastperc.models.mvcnn import MVCNN, single_view_scores
 
@@ -47,22 +47,16 @@ def evaluate(multi: MVCNN, single: MVCNN, views: torch.Tensor, labels: torch.Ten
         averaged.append(single_view_scores(single, v).argmax(1).cpu())
         one.append(single.per_view(v).argmax(2).cpu())
     pooled, averaged, one = torch.cat(pooled), torch.cat(averaged), torch.cat(one)
-    n = int(labels.max()) + 1 if len(labels) else 0
-    confusion = torch.zeros((n, n), dtype=torch.long)
-    confusion.index_put_((labels, pooled), torch.ones_like(labels), accumulate=True)
+    confusion = confusion_counts(labels, pooled, multi.classifier[-1].out_features)
     return {"multi_view": (pooled == labels).float().mean().item(),
             "single_view_averaged": (averaged == labels).float().mean().item(),
-            "single_view_one": (one == labels[:, None]).float().mean().item(), "confusion": confusion.tolist()}
+            "single_view_one": (one == labels[:, None]).float().mean().item(), "confusion": confusion}
 
 
 def train(args, out=sys.stderr) -> dict:
-    torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    os.makedirs(args.out, exist_ok=True)
     checkpoint = os.path.join(args.out, "mvcnn.pt")
-    classes = args.classes.split(",") if args.classes else None
-    train_meshes, y, names = load_split(args.data, "train", args.per_class, classes)
-    test_meshes, yt, _ = load_split(args.data, "test", args.test_per_class, classes)
+    train_meshes, y, names, test_meshes, yt = load_run(args)
     x = render_views(train_meshes, args.size, Progress("rendering train", len(train_meshes), out, unit="shapes"))
     xt = render_views(test_meshes, args.size, Progress("rendering test", len(test_meshes), out, unit="shapes"))
     multi, single = (MVCNN(len(names), args.size).to(device) for _ in range(2))

@@ -19,24 +19,13 @@ import torch.nn.functional as F
 
 from fastperc.apps.plots import confusion_matrix_png, line_plot
 from fastperc.apps.progress import Progress
-from fastperc.geometry import ModelNet, ProceduralShapes, occupancy
+from fastperc.apps.shape_data import confusion_counts, load_run, load_split
+from fastperc.geometry import occupancy
 from fastperc.geometry.mesh import rotation_z
 from fastperc.models.voxnet import VoxNet
 from fastperc.sparse import SparseTensor
 
 ROTATIONS = 12
-
-
-def load_split(data: str | None, split: str, per_class: int, classes=None):
-    """(meshes, labels, class names) of the procedural set (data None) or of a ModelNet-layout folder."""
-    if data is None:
-        dataset = ProceduralShapes(split, per_class=per_class, classes=classes)
-    else:
-        if not os.path.isdir(data):
-            raise FileNotFoundError(f"--data {data}: no such folder (ModelNet layout: <class>/{{train,test}}/*.off)")
-        dataset = ModelNet(data, split, classes=classes)
-    items = [dataset[i] for i in range(len(dataset))]
-    return [m for m, _ in items], torch.tensor([c for _, c in items]), list(dataset.classes)
 
 
 def voxelise(meshes, resolution: int, rotations: int = ROTATIONS, solid: bool = False, progress=None):
@@ -73,20 +62,14 @@ def evaluate(net: VoxNet, grids: torch.Tensor, labels: torch.Tensor, sparse: boo
         votes.append(per_turn.sum(1).argmax(1).cpu())
         upright.append(per_turn[:, 0].argmax(1).cpu())
     votes, upright = torch.cat(votes), torch.cat(upright)
-    n = int(labels.max()) + 1 if len(labels) else 0
-    confusion = torch.zeros((n, n), dtype=torch.long)
-    confusion.index_put_((labels, votes), torch.ones_like(labels), accumulate=True)
-    return (votes == labels).float().mean().item(), (upright == labels).float().mean().item(), confusion.tolist()
+    confusion = confusion_counts(labels, votes, net.fc2.out_features)
+    return (votes == labels).float().mean().item(), (upright == labels).float().mean().item(), confusion
 
 
 def train(args, out=sys.stderr) -> dict:
-    torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    os.makedirs(args.out, exist_ok=True)
     checkpoint = os.path.join(args.out, "voxnet.pt")
-    classes = args.classes.split(",") if args.classes else None
-    train_meshes, train_labels, names = load_split(args.data, "train", args.per_class, classes)
-    test_meshes, test_labels, _ = load_split(args.data, "test", args.test_per_class, classes)
+    train_meshes, train_labels, names, test_meshes, test_labels = load_run(args)
     x = voxelise(train_meshes, args.resolution, solid=args.solid,
                  progress=Progress("voxelising train", len(train_meshes), out, unit="shapes"))
     xt = voxelise(test_meshes, args.resolution, solid=args.solid,
@@ -153,7 +136,7 @@ def _write_outputs(folder, result):
 def evaluate_checkpoint(args, out=sys.stderr) -> dict:
     state = torch.load(args.checkpoint, map_location=args.device)
     names = state["classes"]
-    meshes, labels, found = load_split(args.data, "test", args.test_per_class, names)
+    meshes, labels, _ = load_split(args.data, "test", args.test_per_class, names)
     net = VoxNet(len(names), state["resolution"]).to(args.device)
     net.load_state_dict(state["model"])
     grids = voxelise(meshes, state["resolution"], solid=args.solid,

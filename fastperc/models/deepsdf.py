@@ -61,6 +61,25 @@ def clamped_l1(pred: torch.Tensor, sdf: torch.Tensor, delta: float = DELTA) -> t
     return (pred.clamp(-delta, delta) - sdf.clamp(-delta, delta)).abs().mean()
 
 
+def training_batch(samples, batch: int, generator: torch.Generator | None = None):
+    """`batch` samples drawn from every shape's (points (n, 3), sdf (n,)): (xyz, sdf, shape index)."""
+    xyz, target, shape = [], [], []
+    for s, (points, values) in enumerate(samples):
+        pick = torch.randint(0, len(points), (min(batch, len(points)),), generator=generator)
+        xyz.append(points[pick])
+        target.append(values[pick])
+        shape.append(torch.full((len(pick),), s, dtype=torch.long))
+    return torch.cat(xyz), torch.cat(target), torch.cat(shape)
+
+
+def auto_decoder_loss(decoder: DeepSDF, codes: torch.nn.Embedding, xyz, target, shape, step: int,
+                      code_reg: float = 1e-4) -> torch.Tensor:
+    """The clamped L1 of the shapes' codes at xyz, plus the code regulariser ramped in over 100 steps."""
+    z = codes(shape.to(codes.weight.device))
+    loss = clamped_l1(decoder(z, xyz.to(z)), target.to(z))
+    return loss + code_reg * min(1.0, step / 100) * z.norm(dim=1).mean()
+
+
 def fit(decoder: DeepSDF, samples, steps: int, batch: int = 16384, lr: float = 5e-4, code_lr: float = 1e-3,
         code_reg: float = 1e-4, generator: torch.Generator | None = None, progress=None):
     """Trains decoder and one code per shape (the auto-decoder) on samples, a list of (points (n, 3), sdf
@@ -73,16 +92,7 @@ def fit(decoder: DeepSDF, samples, steps: int, batch: int = 16384, lr: float = 5
     decoder.train()
     losses = []
     for step in range(steps):
-        xyz, target, shape = [], [], []
-        for s, (points, values) in enumerate(samples):
-            pick = torch.randint(0, len(points), (min(batch, len(points)),), generator=generator)
-            xyz.append(points[pick])
-            target.append(values[pick])
-            shape.append(torch.full((len(pick),), s, dtype=torch.long))
-        xyz, target, shape = (torch.cat(t).to(device) for t in (xyz, target, shape))
-        z = codes(shape)
-        loss = clamped_l1(decoder(z, xyz.to(z.dtype)), target.to(z.dtype))
-        loss = loss + code_reg * min(1.0, step / 100) * z.norm(dim=1).mean()
+        loss = auto_decoder_loss(decoder, codes, *training_batch(samples, batch, generator), step, code_reg)
         opt.zero_grad()
         loss.backward()
         opt.step()
