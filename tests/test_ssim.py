@@ -117,6 +117,32 @@ def test_every_isa(isa):
     assert rel_err(g, gr) < 1e-11
 
 
+# Output widths (valid padding, 11 taps) below one vector of every ISA, one vector, and past whole
+# register blocks with tails of every kind: the filters end each row with a vector shifted back onto
+# outputs already written, and fall back to scalars only below one vector.
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("width", [13, 18, 26, 77, 266, 267, 311])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_every_isa_row_tails(isa, width, dtype):
+    x, y = pair((1, 2, 29, width), dtype=dtype)
+    xr = x.clone().requires_grad_(True)
+    with cpu_isa(isa):
+        got = torch.ops.fastperc.ssim(xr, y, win(dtype=dtype), C1, C2, 0)
+        (g,) = torch.autograd.grad(got[0].sum() + 0.5 * got[1].sum(), xr)  # the CS weight on and off below
+        (g_ssim,) = torch.autograd.grad(torch.ops.fastperc.ssim(xr, y, win(dtype=dtype), C1, C2, 0)[0].sum(), xr)
+        m = torch.ops.fastperc.ssim_map(x, y, win(dtype=dtype), C1, C2, 0)
+    xd = xr.detach().double().requires_grad_(True)
+    exp = reference.ssim(xd, y.double(), win(), C1, C2, 0)
+    (ge,) = torch.autograd.grad(exp[0].sum() + 0.5 * exp[1].sum(), xd)
+    (ge_ssim,) = torch.autograd.grad(reference.ssim(xd, y.double(), win(), C1, C2, 0)[0].sum(), xd)
+    tol = 1e-11 if dtype == torch.float64 else 2e-5
+    for a, b in zip(got, exp):
+        assert rel_err(a.double(), b) < tol
+    assert rel_err(m.double(), reference.ssim_map(x.double(), y.double(), win(), C1, C2, 0)) < tol
+    assert rel_err(g.double(), ge) < tol * 10
+    assert rel_err(g_ssim.double(), ge_ssim) < tol * 10
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 130, 300), (1, 2, 70, 50, 80)], ids=str)
 def test_one_and_two_threads_identical(shape):
     x, y = pair(shape, dtype=torch.float32)
