@@ -84,6 +84,19 @@ def test_cli_trains_resumes_evaluates_and_draws(tmp_path):
     assert "Chamfer" in second.stdout
     for picture in ("loss.png", "reconstructions.png", "interpolation.png"):
         assert Image.open(out / picture).size[0] >= 32 * 3
+    # eval from the checkpoint alone, with train's evaluation options: the same numbers, the same pictures
+    evaluated = tmp_path / "eval"
+    again = run_cli("deepsdf", "eval", "--checkpoint", str(out / "deepsdf.pt"), "--recon-steps", "20",
+                    "--mesh-resolution", "24", "--picture-size", "32", "--out", str(evaluated))
+    assert again.returncode == 0, again.stderr
+    assert json.loads((evaluated / "metrics.json").read_text()) == metrics
+    for picture in ("reconstructions.png", "interpolation.png"):
+        assert (evaluated / picture).read_bytes() == (out / picture).read_bytes()
+    # another test set: two unseen shapes per class instead of one
+    more = run_cli("deepsdf", "eval", "--checkpoint", str(out / "deepsdf.pt"), "--test-per-class", "2",
+                   "--recon-steps", "20", "--mesh-resolution", "24", "--picture-size", "32", "--out", str(evaluated))
+    assert more.returncode == 0, more.stderr
+    assert len(json.loads((evaluated / "metrics.json").read_text())["test_shapes"]) == 4
     other = run_cli("deepsdf", "train", *common[:-2], "--latent", "12", "--out", str(out), "--steps", "10")
     assert other.returncode == 2 and "another network" in other.stderr
     if not torch.cuda.is_available():

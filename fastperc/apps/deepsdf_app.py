@@ -1,4 +1,4 @@
-"""`fastperc deepsdf train`: the DeepSDF auto-decoder over a set of shapes, their meshes back by
+"""`fastperc deepsdf train|eval`: the DeepSDF auto-decoder over a set of shapes, their meshes back by
 marching cubes, unseen test shapes reconstructed with the decoder frozen, DeepSDF's Chamfer evaluation
 (with fastperc's exact Chamfer kernel), and pictures.
 
@@ -8,7 +8,8 @@ width 256, 1024 samples per shape and step); --latent 256 --hidden 512 --batch 1
 network and batch. Writes to --out: deepsdf.pt (saved every 100 steps and resumed by running the same
 command again), metrics.json (Chamfer per shape, mean and median, training and test), loss.png,
 reconstructions.png (ground truth beside the decoded mesh, three views each) and interpolation.png
-(meshes decoded along the line between two training codes).
+(meshes decoded along the line between two training codes). `eval` writes the same from a checkpoint,
+without training; with the training run's options its metrics equal train's.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from fastperc.models.deepsdf import (DeepSDF, auto_decoder_loss, chamfer_eval, i
 
 PICTURE_VIEWS = [(30.0, 30.0), (150.0, 30.0), (270.0, 30.0)]
 SAVE_EVERY = 100
+# The options of `train` a checkpoint keeps, so that `eval` can rebuild its shapes and network.
+RUN_KEYS = ("data", "classes", "per_class", "test_per_class", "samples", "seed", "dropout")
 
 
 def _tile(meshes, size: int) -> Image.Image:
@@ -58,12 +61,11 @@ def train(args, out=sys.stderr) -> dict:
     generator = torch.Generator().manual_seed(args.seed)
     checkpoint = os.path.join(args.out, "deepsdf.pt")
     meshes, labels, names, test_meshes, test_labels = load_run(args)
-    progress = Progress("SDF samples", len(meshes) + len(test_meshes), out, unit="shapes")
-    samples = []
-    for i, m in enumerate(meshes + test_meshes):
-        samples.append(sdf.sample_sdf(m.to(dtype=torch.float32), args.samples, generator))
+    progress = Progress("SDF samples (training shapes)", len(meshes), out, unit="shapes")
+    train_samples = []
+    for i, m in enumerate(meshes):
+        train_samples.append(sdf.sample_sdf(m.to(dtype=torch.float32), args.samples, generator))
         progress.update(i + 1)
-    train_samples, test_samples = samples[:len(meshes)], samples[len(meshes):]
     device = torch.device(args.device)
     decoder = DeepSDF(latent=args.latent, hidden=args.hidden, dropout=args.dropout).to(device)
     codes = torch.nn.Embedding(len(meshes), args.latent, max_norm=1.0).to(device)
@@ -85,7 +87,8 @@ def train(args, out=sys.stderr) -> dict:
     def save(step):
         torch.save({"decoder": decoder.state_dict(), "codes": codes.state_dict(), "optimizer": opt.state_dict(),
                     "generator": generator.get_state(), "losses": losses, "step": step, "shapes": len(meshes),
-                    "latent": args.latent, "hidden": args.hidden, "classes": names}, checkpoint)
+                    "latent": args.latent, "hidden": args.hidden, "classes": names,
+                    "run": {key: getattr(args, key) for key in RUN_KEYS}}, checkpoint)
 
     decoder.train()
     progress = Progress("training", args.steps, out)
@@ -99,12 +102,47 @@ def train(args, out=sys.stderr) -> dict:
         if (step + 1) % SAVE_EVERY == 0 or step + 1 == args.steps:
             save(step + 1)
     decoder.eval()
-    return _evaluate(args, decoder, codes.weight.detach(), meshes, test_meshes, test_samples, names, labels,
-                     test_labels, losses, generator, out)
+    return _evaluate(args, decoder, codes.weight.detach(), meshes, labels, names, test_meshes, test_labels, losses,
+                     out)
 
 
-def _evaluate(args, decoder, codes, meshes, test_meshes, test_samples, names, labels, test_labels, losses, generator,
-              out):
+def evaluate_checkpoint(args, out=sys.stderr) -> dict:
+    """`deepsdf eval`: the training shapes' meshes and Chamfer from a checkpoint's codes, and the unseen
+    shapes reconstructed again (--recon-steps, --mesh-resolution and the test set may differ from the
+    training run's; with the same ones the metrics equal those `train` wrote)."""
+    state = torch.load(args.checkpoint, map_location=args.device)
+    if "run" not in state:
+        raise ValueError(f"{args.checkpoint} predates `deepsdf eval` (it does not name its shapes); train it again")
+    run = state["run"]
+    for key in ("data", "test_per_class"):  # the test set: this command's, or else the training run's
+        if getattr(args, key) is None:
+            setattr(args, key, run[key])
+    for key in ("classes", "per_class", "samples", "seed"):
+        setattr(args, key, run[key])
+    args.steps, args.latent, args.hidden = state["step"], state["latent"], state["hidden"]
+    meshes, labels, names, test_meshes, test_labels = load_run(args)
+    decoder = DeepSDF(latent=args.latent, hidden=args.hidden, dropout=run["dropout"]).to(args.device)
+    decoder.load_state_dict(state["decoder"])
+    decoder.eval()
+    codes = state["codes"]["weight"].to(args.device)
+    print(f"fastperc deepsdf: {args.checkpoint}, step {state['step']}, {len(meshes)} training shapes", file=out)
+    return _evaluate(args, decoder, codes, meshes, labels, names, test_meshes, test_labels, state["losses"], out)
+
+
+def _test_samples(args, test_meshes, out):
+    """SDF samples of the unseen shapes, from their own seeded stream: `eval` draws the same ones."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    progress = Progress("SDF samples (unseen shapes)", len(test_meshes), out, unit="shapes")
+    samples = []
+    for i, m in enumerate(test_meshes):
+        samples.append(sdf.sample_sdf(m.to(dtype=torch.float32), args.samples, generator))
+        progress.update(i + 1)
+    return samples
+
+
+def _evaluate(args, decoder, codes, meshes, labels, names, test_meshes, test_labels, losses, out):
+    test_samples = _test_samples(args, test_meshes, out)
+    generator = torch.Generator().manual_seed(args.seed + 2)  # the reconstructions' draws
     decoded, chamfer = [], []
     progress = Progress("meshes and Chamfer (training shapes)", len(meshes), out, unit="shapes")
     for i, m in enumerate(meshes):
@@ -160,19 +198,26 @@ def add_parsers(sub, positive) -> None:
     t.add_argument("--hidden", type=positive(int), default=256, help="layer width (paper: 512)")
     t.add_argument("--dropout", type=float, default=0.2)
     t.add_argument("--lr", type=float, default=5e-4)
-    t.add_argument("--recon-steps", type=positive(int), default=800, help="Adam steps per unseen shape")
-    t.add_argument("--mesh-resolution", type=positive(int), default=64, help="marching cubes grid (paper: 256)")
-    t.add_argument("--picture-size", type=positive(int), default=96)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     t.add_argument("--out", default="deepsdf_run")
+    e = actions.add_parser("eval", help="meshes, Chamfer and pictures from a checkpoint; unseen shapes reconstructed")
+    e.add_argument("--checkpoint", required=True, help="deepsdf.pt written by `fastperc deepsdf train`")
+    e.add_argument("--data", metavar="DIR", help="test shapes from this folder (default: the training run's)")
+    e.add_argument("--test-per-class", type=positive(int), help="procedural test shapes per class (default: the "
+                   "training run's)")
+    e.add_argument("--out", default="deepsdf_eval", help="folder for metrics.json and the pictures")
+    for p in (t, e):
+        p.add_argument("--recon-steps", type=positive(int), default=800, help="Adam steps per unseen shape")
+        p.add_argument("--mesh-resolution", type=positive(int), default=64, help="marching cubes grid (paper: 256)")
+        p.add_argument("--picture-size", type=positive(int), default=96)
+        p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     d.set_defaults(func=_cmd_deepsdf)
 
 
 def _cmd_deepsdf(args) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda asked for, but torch sees no CUDA device")
-    result = train(args)
+    result = train(args) if args.action == "train" else evaluate_checkpoint(args)
     tr, te = result["train_chamfer"], result["test_chamfer"]
     fmt = lambda v: "n/a" if v is None else f"{v:.2e}"  # noqa: E731
     print(f"Chamfer (DeepSDF's metric): training shapes mean {fmt(tr['mean'])} median {fmt(tr['median'])}; unseen "
