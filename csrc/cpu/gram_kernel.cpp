@@ -33,12 +33,16 @@ int64_t panel_depth(int nr, size_t elem) {
   return std::max<int64_t>(kc, 16);
 }
 
-// Columns per slab: 8192 (enough work per item, few partials), doubled until the partials fit 256 MiB.
+// Columns per slab: about 8192 (enough work per item, few partials), in slabs of equal size (a
+// multiple of kc), fewer and larger until the partials fit 256 MiB. Equal slabs keep the work items
+// even: 8192 rounded down to whole packed steps once cut 16384 columns into 8064 + 8064 + 256 with
+// avx2's kc = 168, and one thread got three times the other's work (the Gram forward at C = 128 ran
+// at half the avx512 path's speed on a Zen 4, where both have the same FMA throughput).
 int64_t slab_columns(int64_t B, int64_t N, int64_t rows, int64_t ld, int64_t kc, size_t elem) {
-  int64_t slab = std::max<int64_t>(kc, 8192 / kc * kc);
   const int64_t budget = int64_t{256} << 20;
-  while (ceil_div(N, slab) > 1 && B * ceil_div(N, slab) * rows * ld * static_cast<int64_t>(elem) > budget) slab *= 2;
-  return slab;
+  int64_t slabs = std::max<int64_t>(1, ceil_div(N, 8192));
+  while (slabs > 1 && B * slabs * rows * ld * static_cast<int64_t>(elem) > budget) slabs = ceil_div(slabs, 2);
+  return ceil_div(ceil_div(N, slabs), kc) * kc;
 }
 
 // Packs rows [first_row, first_row + panels * width) of x, columns [k0, k0 + depth), into k-major
