@@ -165,6 +165,41 @@ def test_compile_fullgraph():
     torch.testing.assert_close(xc.grad, xe.grad)
 
 
+def test_compile_fullgraph_ms_ssim():
+    torch._dynamo.reset()
+    x, y = pair((1, 2, 181, 167), dtype=torch.float32)  # odd sizes: the pooling pads at several scales
+    xc = x.clone().requires_grad_(True)
+    xe = x.clone().requires_grad_(True)
+    out = torch.compile(lambda a, b: 1 - fastperc.ms_ssim(a, b, 1.0, win_size=7), fullgraph=True)(xc, y)
+    out.backward()
+    ref = 1 - fastperc.ms_ssim(xe, y, 1.0, win_size=7)
+    ref.backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(xc.grad, xe.grad)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 9, 8), (1, 2, 7, 11), (1, 1, 6, 6), (1, 1, 5, 6, 7), (2, 1, 8, 8, 9)], ids=str)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
+def test_half_pool_is_avg_pool(shape, layout):
+    from fastperc.functional.ssim import half_pool
+
+    x = torch.randn(shape, dtype=torch.float64)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+    elif layout == "transposed":
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    x.requires_grad_(True)
+    odd = [size % 2 for size in shape[2:]]
+    pool = torch.nn.functional.avg_pool3d if x.dim() == 5 else torch.nn.functional.avg_pool2d
+    expected = pool(x, kernel_size=2, padding=odd)
+    got = half_pool(x, odd)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-15)
+    g = torch.randn_like(expected)
+    torch.testing.assert_close(torch.autograd.grad(got, x, g)[0], torch.autograd.grad(expected, x, g)[0], rtol=0, atol=0)
+    assert torch.autograd.gradcheck(lambda t: half_pool(t, odd), (x,))
+    assert torch.autograd.gradgradcheck(lambda t: half_pool(t, odd), (x,))
+
+
 @pytest.mark.parametrize(
     "call,error,match",
     [
