@@ -540,6 +540,48 @@ def _groups(rows):
     return out
 
 
+def _fastperc_ms(rows):
+    ours = next((r for r in rows if r["impl"] == "fastperc"), None)
+    return None if ours is None else ours["ms"]
+
+
+def _slower_pairs(isas, ms):
+    """(lower ISA, higher ISA) pairs where the higher one took longer."""
+    return [(lo, hi) for lo, hi in zip(isas, isas[1:]) if lo in ms and hi in ms and ms[hi] > ms[lo]]
+
+
+def recheck_slower(combined: dict, rounds: int = 7, min_time: float = 0.05) -> dict:
+    """Times fastperc's call again for every row where an ISA's run was slower than the ISA below, in this
+    one process, switching the ISA between runs (fastperc._C.set_cpu_isa) round after round: a machine
+    that slows down during one ISA's process (another tenant, a clock change) flags a row there but not
+    here. Only fastperc's own CPU ISA changes here (torch is not capped), and only the ops of this
+    module (not subm). Adds combined["recheck"]: {"op|mode|shape": {isa: median ms}}."""
+    isas, per_isa = combined["isas"], combined["per_isa"]
+    dtype = getattr(torch, per_isa[isas[0]].get("dtype", "float32"))
+    groups = {isa: _groups(per_isa[isa]["rows"]) for isa in isas}
+    recheck = {}
+    for key in groups[isas[0]]:
+        op, mode, shape = key
+        ms = {isa: _fastperc_ms(groups[isa].get(key, [])) for isa in isas}
+        ms = {isa: v for isa, v in ms.items() if v is not None}
+        if op not in OPS or not _slower_pairs(isas, ms):
+            continue
+        dims = tuple(int(n) for n in shape.split("x"))
+        call = next(c for c in cases(op, mode, dims, "cpu", dtype) if c.impl == "fastperc").run
+        times = {isa: [] for isa in isas}
+        active = _backend._C.cpu_isa()
+        try:
+            for _ in range(rounds):
+                for isa in isas:
+                    _backend._C.set_cpu_isa(isa)
+                    times[isa].append(time_ms(call, "cpu", min_time=min_time, min_runs=3, warmup=1))
+        finally:
+            _backend._C.set_cpu_isa(active)
+        recheck["|".join(key)] = {isa: statistics.median(v) for isa, v in times.items()}
+    combined["recheck"] = recheck
+    return recheck
+
+
 def format_per_isa(combined: dict, table=None) -> str:
     """Each ISA's full table, then fastperc per ISA side by side with the fastest other implementation
     on the same (capped) CPU, and a flag wherever an ISA is slower than the one below it."""
@@ -566,10 +608,15 @@ def format_per_isa(combined: dict, table=None) -> str:
             ratio = f"{min(r['ms'] for r in others) / ours['ms']:.2f}x" if others else "-"
             line += f"{ours['ms']:>12.3f}{ours.get('peak_pct', float('nan')):>5.0f}{ratio:>7}"
         lines.append(line)
-        slower = [f"{hi} {ms[hi]:.2f} ms > {lo} {ms[lo]:.2f} ms"
-                  for lo, hi in zip(isas, isas[1:]) if lo in ms and hi in ms and ms[hi] > ms[lo]]
+        slower = [f"{hi} {ms[hi]:.2f} ms > {lo} {ms[lo]:.2f} ms" for lo, hi in _slower_pairs(isas, ms)]
         if slower:
             lines.append(f"    SLOWER THAN THE ISA BELOW: {'; '.join(slower)}")
+            again = combined.get("recheck", {}).get("|".join(key))
+            if again:
+                still = _slower_pairs(isas, again)
+                verdict = ("still slower: " + "; ".join(f"{hi} > {lo}" for lo, hi in still)) if still else "not slower"
+                lines.append("    interleaved in one process: " + ", ".join(f"{isa} {v:.2f} ms" for isa, v in again.items())
+                             + f" -> {verdict}")
     if table is None or table is format_table:
         for isa in isas:
             lines += [f"[{isa}] {line}" for line in summary_lines(per_isa[isa])]

@@ -199,3 +199,29 @@ def test_bench_quick_voxnet_dense_and_sparse(tmp_path):
     rows = json.loads(path.read_text())["rows"]
     assert [r["impl"] for r in rows] == ["dense conv3d", "fastperc sparse"]
     assert all(r["ms"] > 0 and r["logit_gap"] < 1e-4 for r in rows)
+
+
+def test_bench_isa_recheck_times_flagged_rows_again_interleaved():
+    """A row flagged "slower than the ISA below" is timed again in one process with the ISAs interleaved,
+    and the table says whether it still is: a flag from a noisy machine shows as such."""
+    from conftest import supported_isas
+    from fastperc import bench
+
+    from fastperc import _backend
+
+    isas = supported_isas()
+    active = _backend._C.cpu_isa()
+    rows = lambda ms: [{"op": "gram", "mode": "fwd", "shape": "1x16x8x8", "impl": "fastperc", "ms": ms},  # noqa: E731
+                       {"op": "gram", "mode": "fwd", "shape": "1x16x8x8", "impl": "torch", "ms": 1.0}]
+    # every ISA "ran" slower than the one below it: each pair is flagged
+    combined = {"isas": isas, "per_isa": {isa: {"dtype": "float32", "rows": rows(1.0 + i)} for i, isa in enumerate(isas)}}
+    recheck = bench.recheck_slower(combined, rounds=2, min_time=0.0)
+    if len(isas) < 2:
+        assert recheck == {}
+        return
+    again = recheck["gram|fwd|1x16x8x8"]
+    assert set(again) == set(isas) and all(v > 0 for v in again.values())
+    text = bench.format_per_isa(combined, table=lambda result: "")
+    assert "SLOWER THAN THE ISA BELOW" in text and "interleaved in one process: " in text
+    assert ("still slower: " in text) == bool(bench._slower_pairs(isas, again))
+    assert _backend._C.cpu_isa() == active  # restored
