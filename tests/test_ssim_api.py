@@ -178,6 +178,19 @@ def test_compile_fullgraph_ms_ssim():
     torch.testing.assert_close(xc.grad, xe.grad)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_ms_ssim_low_precision_pools_in_float32(dtype):
+    """The downsampled scales of float16/bfloat16 images are pooled and kept in float32: MS-SSIM then
+    matches float64 on the same rounded values to float32 accuracy, gradients in the input's dtype."""
+    x, y = pair((1, 2, 200, 190), dtype=dtype)
+    xr = x.clone().requires_grad_(True)
+    got = fastperc.ms_ssim(xr, y, 1.0)
+    got.backward()
+    assert got.dtype == torch.float32 and xr.grad.dtype == dtype
+    expected = fastperc.ms_ssim(x.double(), y.double(), 1.0)
+    assert abs(got.item() - expected.item()) < 2e-6
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 9, 8), (1, 2, 7, 11), (1, 1, 6, 6), (1, 1, 5, 6, 7), (2, 1, 8, 8, 9)], ids=str)
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "transposed"])
 def test_half_pool_is_avg_pool(shape, layout):

@@ -164,7 +164,11 @@ class _HalfPool(torch.autograd.Function):
 
 
 def half_pool(x: torch.Tensor, odd: list) -> torch.Tensor:
-    """MS-SSIM's downsampling: avg_pool{2,3}d(x, kernel_size=2, padding=odd), faster on the CPU."""
+    """MS-SSIM's downsampling: avg_pool{2,3}d(x, kernel_size=2, padding=odd), faster on the CPU.
+    float16/bfloat16 images are pooled in float32 and stay float32 (the SSIM kernels accumulate in
+    float32 anyway): adding them in their own precision would round three times."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
     return _HalfPool.apply(x, tuple(odd))
 
 
