@@ -97,6 +97,18 @@ def test_cli_trains_resumes_evaluates_and_draws(tmp_path):
                    "--recon-steps", "20", "--mesh-resolution", "24", "--picture-size", "32", "--out", str(evaluated))
     assert more.returncode == 0, more.stderr
     assert len(json.loads((evaluated / "metrics.json").read_text())["test_shapes"]) == 4
+    # unseen shapes from a ModelNet-layout folder: the training shapes (and their Chamfer) stay the run's
+    from fastperc.geometry import make_shape, write_off
+    for name in ("sphere", "box"):
+        folder = tmp_path / "folder" / name / "test"
+        folder.mkdir(parents=True)
+        write_off(make_shape(name, 7), folder / f"{name}_0001.off")
+    folder_eval = run_cli("deepsdf", "eval", "--checkpoint", str(out / "deepsdf.pt"), "--data", str(tmp_path / "folder"),
+                          "--recon-steps", "20", "--mesh-resolution", "24", "--picture-size", "32", "--out",
+                          str(tmp_path / "eval2"))
+    assert folder_eval.returncode == 0, folder_eval.stderr
+    from_folder = json.loads((tmp_path / "eval2" / "metrics.json").read_text())
+    assert from_folder["train_shapes"] == metrics["train_shapes"] and len(from_folder["test_shapes"]) == 2
     other = run_cli("deepsdf", "train", *common[:-2], "--latent", "12", "--out", str(out), "--steps", "10")
     assert other.returncode == 2 and "another network" in other.stderr
     if not torch.cuda.is_available():

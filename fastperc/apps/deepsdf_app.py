@@ -23,7 +23,7 @@ from PIL import Image
 
 from fastperc.apps.plots import line_plot
 from fastperc.apps.progress import Progress
-from fastperc.apps.shape_data import load_run
+from fastperc.apps.shape_data import load_run, load_split
 from fastperc.geometry import sdf
 from fastperc.geometry.render import render
 from fastperc.models.deepsdf import (DeepSDF, auto_decoder_loss, chamfer_eval, interpolate, mesh, reconstruct,
@@ -117,10 +117,14 @@ def evaluate_checkpoint(args, out=sys.stderr) -> dict:
     for key in ("data", "test_per_class"):  # the test set: this command's, or else the training run's
         if getattr(args, key) is None:
             setattr(args, key, run[key])
-    for key in ("classes", "per_class", "samples", "seed"):
-        setattr(args, key, run[key])
+    args.samples, args.seed = run["samples"], run["seed"]
     args.steps, args.latent, args.hidden = state["step"], state["latent"], state["hidden"]
-    meshes, labels, names, test_meshes, test_labels = load_run(args)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    classes = run["classes"].split(",") if run["classes"] else None
+    # the training shapes are the run's own (their codes are in the checkpoint), wherever --data points
+    meshes, labels, names = load_split(run["data"], "train", run["per_class"], classes)
+    test_meshes, test_labels, _ = load_split(args.data, "test", args.test_per_class, classes)
     decoder = DeepSDF(latent=args.latent, hidden=args.hidden, dropout=run["dropout"]).to(args.device)
     decoder.load_state_dict(state["decoder"])
     decoder.eval()
