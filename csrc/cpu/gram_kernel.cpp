@@ -199,7 +199,9 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const GramTile<acc_t> tile = active_gram_tile<acc_t>();
-    const GramPlan<acc_t, acc_t> plan{tile.mr, tile.nr, 1, tile.tile};
+    const GramPlan<acc_t, acc_t> plan = tile.triangle_tile != nullptr
+                                            ? GramPlan<acc_t, acc_t>{tile.triangle_mr, tile.triangle_nr, 1, tile.triangle_tile}
+                                            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, tile.tile};
     gram_cpu_typed<scalar_t, acc_t, acc_t>(
         x, static_cast<acc_t>(scale), out, plan,
         [&](const scalar_t* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len, acc_t* dst) {

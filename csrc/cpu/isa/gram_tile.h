@@ -26,6 +26,14 @@ struct GramTile {
   // dst[k * ld_dst + r] = src[r * ld_src + k] for r < 8, k < depth: 8 contiguous rows, transposed.
   // Null where the ISA has no faster way than the driver's scalar loop.
   void (*pack8)(const T* src, int64_t ld_src, int64_t depth, T* dst, int64_t ld_dst);
+  // The Gram forward's own tile where the ISA has a better one for an upper triangle (null: `tile`):
+  // a narrower tile computes fewer outputs below the diagonal and past C (avx2 at C = 128: 9216
+  // outputs with 4 x 16 against 11712 with 4 x 24, for 8256 wanted), while the backward's plain
+  // product keeps the wider tile, which needs fewer loads per FMA.
+  int triangle_mr = 0;
+  int triangle_nr = 0;
+  void (*triangle_tile)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
+                        bool accumulate) = nullptr;
 };
 
 // bfloat16 pairs (AVX512-BF16): c[r * ldc + j] (+)= sum_p dot2(a[p * lda + r], b[p * ldb + j]), each
