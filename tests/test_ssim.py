@@ -117,28 +117,39 @@ def test_every_isa(isa):
     assert rel_err(g, gr) < 1e-11
 
 
+def skewed_win(k=11, dtype=torch.float64):
+    """A window that does not read the same backwards: the filters' unfolded path (a symmetric window
+    has its tap pairs folded)."""
+    w = win(k) * torch.linspace(0.5, 1.5, k, dtype=torch.float64)
+    return (w / w.sum()).to(dtype)
+
+
 # Output widths (valid padding, 11 taps) below one vector of every ISA, one vector, and past whole
 # register blocks with tails of every kind: the filters end each row with a vector shifted back onto
-# outputs already written, and fall back to scalars only below one vector.
+# outputs already written, and fall back to scalars only below one vector. Symmetric windows (tap
+# pairs folded, blocks of 8 vectors) and others (4 vectors) take different code.
 @pytest.mark.parametrize("isa", supported_isas())
 @pytest.mark.parametrize("width", [13, 18, 26, 77, 266, 267, 311])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
-def test_every_isa_row_tails(isa, width, dtype):
+@pytest.mark.parametrize("window", ["gaussian", "skewed"])
+def test_every_isa_row_tails(isa, width, dtype, window):
+    w64 = win() if window == "gaussian" else skewed_win()
+    w = w64.to(dtype)
     x, y = pair((1, 2, 29, width), dtype=dtype)
     xr = x.clone().requires_grad_(True)
     with cpu_isa(isa):
-        got = torch.ops.fastperc.ssim(xr, y, win(dtype=dtype), C1, C2, 0)
+        got = torch.ops.fastperc.ssim(xr, y, w, C1, C2, 0)
         (g,) = torch.autograd.grad(got[0].sum() + 0.5 * got[1].sum(), xr)  # the CS weight on and off below
-        (g_ssim,) = torch.autograd.grad(torch.ops.fastperc.ssim(xr, y, win(dtype=dtype), C1, C2, 0)[0].sum(), xr)
-        m = torch.ops.fastperc.ssim_map(x, y, win(dtype=dtype), C1, C2, 0)
+        (g_ssim,) = torch.autograd.grad(torch.ops.fastperc.ssim(xr, y, w, C1, C2, 0)[0].sum(), xr)
+        m = torch.ops.fastperc.ssim_map(x, y, w, C1, C2, 0)
     xd = xr.detach().double().requires_grad_(True)
-    exp = reference.ssim(xd, y.double(), win(), C1, C2, 0)
+    exp = reference.ssim(xd, y.double(), w64, C1, C2, 0)
     (ge,) = torch.autograd.grad(exp[0].sum() + 0.5 * exp[1].sum(), xd)
-    (ge_ssim,) = torch.autograd.grad(reference.ssim(xd, y.double(), win(), C1, C2, 0)[0].sum(), xd)
+    (ge_ssim,) = torch.autograd.grad(reference.ssim(xd, y.double(), w64, C1, C2, 0)[0].sum(), xd)
     tol = 1e-11 if dtype == torch.float64 else 2e-5
     for a, b in zip(got, exp):
         assert rel_err(a.double(), b) < tol
-    assert rel_err(m.double(), reference.ssim_map(x.double(), y.double(), win(), C1, C2, 0)) < tol
+    assert rel_err(m.double(), reference.ssim_map(x.double(), y.double(), w64, C1, C2, 0)) < tol
     assert rel_err(g.double(), ge) < tol * 10
     assert rel_err(g_ssim.double(), ge_ssim) < tol * 10
 

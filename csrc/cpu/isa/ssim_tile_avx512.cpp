@@ -1,5 +1,6 @@
 // SSIM tile stages compiled for AVX-512 (see ssim_tile.h).
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu/isa/ssim_tile.h"
 

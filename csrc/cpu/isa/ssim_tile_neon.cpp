@@ -1,5 +1,6 @@
 // SSIM tile stages compiled for aarch64 ASIMD (NEON) with 16-byte native vectors (see ssim_tile.h).
 #include <cstdint>
+#include <type_traits>
 
 #include "cpu/isa/ssim_tile.h"
 
