@@ -201,8 +201,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       dmom.resize(5 * no);
       adj.resize(5 * nt);
       ssim_pack(x_data, sx, y_data, sy, b, c, g, od0, id, oh0, ih, ow0, iw, xs.data(), ys.data(), cols);
-      isa.moments(xs.data(), ys.data(), id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
-                  scratch.data(), moments.data());
+      isa.moments({xs.data(), iw, ih * iw}, {ys.data(), iw, ih * iw}, id, ih, iw, w.data(), static_cast<int>(g.k),
+                  static_cast<int>(g.kd), scratch.data(), moments.data());
       // Upstream weights of the outputs; zero for the halo outside the SSIM map.
       gather_weights(gs, g, b, c, od0, od, oh0, oh, ow0, ow, wgs.data());
       if (gc.data != nullptr) {

@@ -110,20 +110,5 @@ void ssim_pack(const scalar_t* x, const SsimStrides& sx, const scalar_t* y, cons
   }
 }
 
-// Sum of n values in 16 independent float64 lanes (vectorisable, no reassociation needed), lanes then added
-// in a fixed order: deterministic, and 16 times shorter dependency chains than a plain loop.
-template <typename Fn>
-double lane_sum(int64_t n, Fn&& value) {
-  constexpr int kLanes = 16;
-  double lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += value(i + l);
-  for (; i < n; ++i) lanes[i % kLanes] += value(i);
-  double total = 0;
-  for (int l = 0; l < kLanes; ++l) total += lanes[l];
-  return total;
-}
-
 }  // namespace cpu
 }  // namespace fastperc

@@ -8,13 +8,22 @@
 namespace fastperc {
 namespace cpu {
 
+// A dp x hp x wp block of one tensor read in place: element (d, h, w) at data[d * plane + h * row + w].
+// A packed tile buffer has row = wp and plane = hp * wp; the forward reads float32/float64 images
+// with unit W stride straight from the tensor (no copy into a tile buffer).
+template <typename T>
+struct SsimBlock {
+  const T* data;
+  int64_t row, plane;
+};
+
 template <typename T>
 struct SsimTile {
   // The five window moments E[x], E[y], E[x^2], E[y^2], E[xy] of every valid position of the
-  // dp x hp x wp volumes x and y (the products formed on the fly), consecutive in `out`;
+  // dp x hp x wp blocks x and y (the products formed on the fly), consecutive in `out`;
   // `scratch` holds 2 * 5 * dp * hp * wp elements.
-  void (*moments)(const T* x, const T* y, int64_t dp, int64_t hp, int64_t wp, const T* w, int k, int kd, T* scratch,
-                  T* out);
+  void (*moments)(SsimBlock<T> x, SsimBlock<T> y, int64_t dp, int64_t hp, int64_t wp, const T* w, int k, int kd,
+                  T* scratch, T* out);
   // For each of `count` volumes of dp x hp x wp elements (consecutive in `in`), the valid separable
   // correlation with w (k taps) along W and H, and along D when kd > 1 (kd == k then): the results,
   // (dp - kd + 1) x (hp - k + 1) x (wp - k + 1) each, consecutive in `out`. `scratch` holds
@@ -25,6 +34,10 @@ struct SsimTile {
   void (*pixels)(const T* m, int64_t n, T c1, T c2, T* ssim, T* cs);
   // d[s * n + i]: gradient of gs[i] * ssim + gc[i] * cs (gc may be null) with respect to moment s.
   void (*pixel_grads)(const T* m, int64_t n, T c1, T c2, const T* gs, const T* gc, T* d);
+  // sum_i v[i] and sum_i |x[i] - y[i]| over i < n in float64, in 16 lanes added in a fixed order:
+  // the same value on every ISA (and so every thread count and machine).
+  double (*sum)(const T* v, int64_t n);
+  double (*abs_diff_sum)(const T* x, const T* y, int64_t n);
 };
 
 #if defined(FASTPERC_X86)

@@ -1,4 +1,5 @@
 // SSIM tile stages compiled for AVX2 + FMA (see ssim_tile.h).
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 

@@ -1,4 +1,5 @@
 // SSIM tile stages compiled for AVX-512 (see ssim_tile.h).
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 

@@ -1,4 +1,5 @@
 // SSIM tile stages compiled for baseline x86-64 (or any CPU) (see ssim_tile.h).
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 

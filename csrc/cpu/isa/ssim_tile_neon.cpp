@@ -1,4 +1,5 @@
 // SSIM tile stages compiled for aarch64 ASIMD (NEON) with 16-byte native vectors (see ssim_tile.h).
+#include <cmath>
 #include <cstdint>
 #include <type_traits>
 
