@@ -81,14 +81,12 @@ inline T l1_gradient(T x, T y, T gl) {
 
 // Valid and zero padding: the gradient of one tile's padded elements, written straight into the
 // plane's gx / gy (contiguous D x H x W; null when not wanted), plus the |x - y| term when gl is given.
-// Padded elements outside the input (zero padding's border) are dropped. xs / ys are the packed
-// input (rows of iw, planes of ih rows) whose interior starts (kd - 1, k - 1, k - 1) in; f_* the adjoint-filtered
-// moment gradients of the tile (nd x nh x nw).
+// Padded elements outside the input (zero padding's border) are dropped. xt / yt: x and y from the
+// tile's first element; f_*: the adjoint-filtered moment gradients of the tile (nd x nh x nw).
 template <typename scalar_t, typename T>
-void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const SsimTileBox& box, const T* xs,
-                         const T* ys, int64_t ih, int64_t iw, const T* f_mx, const T* f_my,
-                         const T* f_exx, const T* f_eyy, const T* f_exy, const Weights<T>& gl, scalar_t* gx,
-                         scalar_t* gy) {
+void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const SsimTileBox& box, SsimBlock<T> xt,
+                         SsimBlock<T> yt, const T* f_mx, const T* f_my, const T* f_exx, const T* f_eyy,
+                         const T* f_exy, const Weights<T>& gl, scalar_t* gx, scalar_t* gy) {
   // Input coordinate = padded coordinate - r; the tile's columns that land inside the input.
   const int64_t w_first = std::max<int64_t>(0, g.r - box.w0);
   const int64_t w_end = std::min<int64_t>(box.nw, g.W + g.r - box.w0);
@@ -101,9 +99,8 @@ void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const Ssim
       const int64_t h = box.h0 + hh - g.r;
       if (h < 0 || h >= g.H) continue;
       const int64_t t_row = (dd * box.nh + hh) * box.nw;
-      const int64_t in_row = ((dd + g.kd - 1) * ih + hh + g.k - 1) * iw + g.k - 1;
-      const T* xr = xs + in_row;
-      const T* yr = ys + in_row;
+      const T* xr = xt.data + dd * xt.plane + hh * xt.row;
+      const T* yr = yt.data + dd * yt.plane + hh * yt.row;
       const int64_t out_row = (d * g.H + h) * g.W + box.w0 - g.r;
       auto l1 = [&](int64_t ww) {
         if (gl.data == nullptr) return T(0);
@@ -181,41 +178,78 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   const int filtered = need_x && need_y ? 5 : 3;
 
   at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> xs, ys, scratch, moments, wgs, wgc, dmom, adj;
+    std::vector<T> xs, ys, scratch, moments, wgs, wgc, dmap, dmom, adj;
     std::vector<int64_t> cols;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
       const int64_t b = plane / g.C, c = plane % g.C;
       const SsimTileBox box = ssim_tile_box(tile, g.Dp, g.Hp, g.Wp, t);
       const int64_t pd0 = box.d0, ph0 = box.h0, pw0 = box.w0, td = box.nd, th = box.nh, tw = box.nw;
-      // Outputs whose windows reach the tile, then the input those outputs read.
+      // The outputs whose windows reach the tile (od x oh x ow from od0, oh0, ow0), and of those the
+      // ones in the SSIM map (cd x ch x cw from cd0, ch0, cw0). The others have no upstream weight and
+      // zero moment gradients: only the map's are computed, from the input they read (id x ih x iw in
+      // padded coordinates from cd0, ch0, cw0), which holds the tile.
       const int64_t od0 = pd0 - g.kd + 1, oh0 = ph0 - g.k + 1, ow0 = pw0 - g.k + 1;
       const int64_t od = td + g.kd - 1, oh = th + g.k - 1, ow = tw + g.k - 1;
-      const int64_t id = od + g.kd - 1, ih = oh + g.k - 1, iw = ow + g.k - 1;
-      const int64_t ni = id * ih * iw, no = od * oh * ow, nt = td * th * tw;
-      xs.resize(ni);
-      ys.resize(ni);
-      scratch.resize(2 * 5 * ni);
-      moments.resize(5 * no);
-      wgs.resize(no);
-      dmom.resize(5 * no);
+      const int64_t cd0 = std::max<int64_t>(od0, 0), ch0 = std::max<int64_t>(oh0, 0), cw0 = std::max<int64_t>(ow0, 0);
+      const int64_t cd = std::min(od0 + od, g.Do) - cd0, ch = std::min(oh0 + oh, g.Ho) - ch0;
+      const int64_t cw = std::min(ow0 + ow, g.Wo) - cw0;
+      const int64_t id = cd + g.kd - 1, ih = ch + g.k - 1, iw = cw + g.k - 1;
+      const int64_t ni = id * ih * iw, nc = cd * ch * cw, no = od * oh * ow, nt = td * th * tw;
+      scratch.resize(2 * 5 * std::max(ni, no));
+      moments.resize(5 * nc);
+      wgs.resize(nc);
+      dmap.resize(5 * nc);
+      dmom.resize(filtered * no);
       adj.resize(5 * nt);
-      ssim_pack(x_data, sx, y_data, sy, b, c, g, od0, id, oh0, ih, ow0, iw, xs.data(), ys.data(), cols);
-      isa.moments({xs.data(), iw, ih * iw}, {ys.data(), iw, ih * iw}, id, ih, iw, w.data(), static_cast<int>(g.k),
-                  static_cast<int>(g.kd), scratch.data(), moments.data());
-      // Upstream weights of the outputs; zero for the halo outside the SSIM map.
-      gather_weights(gs, g, b, c, od0, od, oh0, oh, ow0, ow, wgs.data());
-      if (gc.data != nullptr) {
-        wgc.resize(no);
-        gather_weights(gc, g, b, c, od0, od, oh0, oh, ow0, ow, wgc.data());
+      // Read the input in place where it lies inside the image with contiguous T rows (every tile of
+      // "valid" float32/float64 input), as the forward does; pack it otherwise.
+      const int64_t xd0 = cd0 - g.rd, xh0 = ch0 - g.r, xw0 = cw0 - g.r;  // input coordinates
+      const bool inside = xd0 >= 0 && xh0 >= 0 && xw0 >= 0 && xd0 + id <= g.D && xh0 + ih <= g.H && xw0 + iw <= g.W;
+      SsimBlock<T> xb{nullptr, iw, ih * iw}, yb{nullptr, iw, ih * iw};
+      bool in_place = false;
+      if constexpr (std::is_same_v<scalar_t, T>) {
+        in_place = inside && sx.w == 1 && sy.w == 1;
+        if (in_place) {
+          xb = {x_data + sx.at(b, c, xd0, xh0, xw0), sx.h, sx.d};
+          yb = {y_data + sy.at(b, c, xd0, xh0, xw0), sy.h, sy.d};
+        }
       }
-      isa.pixel_grads(moments.data(), no, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmom.data());
-      if (filtered == 3) {
-        const int first = need_x ? 0 : 1;  // mx or my
-        T* d = dmom.data();
-        if (first == 1) std::copy(d + no, d + 2 * no, d);
-        std::copy(d + (2 + first) * no, d + (3 + first) * no, d + no);  // exx or eyy
-        std::copy(d + 4 * no, d + 5 * no, d + 2 * no);                  // exy
+      if (!in_place) {
+        xs.resize(ni);
+        ys.resize(ni);
+        xb.data = xs.data();
+        yb.data = ys.data();
+        ssim_pack(x_data, sx, y_data, sy, b, c, g, cd0, id, ch0, ih, cw0, iw, xs.data(), ys.data(), cols);
+      }
+      isa.moments(xb, yb, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
+                  moments.data());
+      gather_weights(gs, g, b, c, cd0, cd, ch0, ch, cw0, cw, wgs.data());
+      if (gc.data != nullptr) {
+        wgc.resize(nc);
+        gather_weights(gc, g, b, c, cd0, cd, ch0, ch, cw0, cw, wgc.data());
+      }
+      isa.pixel_grads(moments.data(), nc, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmap.data());
+      // The moment gradients the adjoint filter needs, each on the whole od x oh x ow output box, zero
+      // outside the map: x needs (mx, exx, exy), y needs (my, eyy, exy), both need all five.
+      static constexpr int kForX[3] = {0, 2, 4}, kForY[3] = {1, 3, 4}, kForBoth[5] = {0, 1, 2, 3, 4};
+      const int* maps = filtered == 5 ? kForBoth : (need_x ? kForX : kForY);
+      for (int m = 0; m < filtered; ++m) {
+        const T* src = dmap.data() + maps[m] * nc;
+        T* dst = dmom.data() + m * no;
+        for (int64_t dd = 0; dd < od; ++dd)
+          for (int64_t hh = 0; hh < oh; ++hh) {
+            T* row = dst + (dd * oh + hh) * ow;
+            const int64_t sd = od0 + dd - cd0, sh = oh0 + hh - ch0;
+            if (sd < 0 || sd >= cd || sh < 0 || sh >= ch) {
+              std::fill(row, row + ow, T(0));
+              continue;
+            }
+            const int64_t lead = cw0 - ow0;
+            std::fill(row, row + lead, T(0));
+            std::copy(src + (sd * ch + sh) * cw, src + (sd * ch + sh + 1) * cw, row + lead);
+            std::fill(row + lead + cw, row + ow, T(0));
+          }
       }
       isa.filter(dmom.data(), filtered, od, oh, ow, w_flip.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
                  scratch.data(), adj.data());
@@ -225,26 +259,31 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const T* f_exx = filtered == 5 ? f_my + nt : f_mx + nt;
       const T* f_eyy = filtered == 5 ? f_exx + nt : f_exx;
       const T* f_exy = filtered == 5 ? f_eyy + nt : f_mx + 2 * nt;
+      // x and y at the tile's elements.
+      const int64_t at_tile[2] = {(pd0 - cd0) * xb.plane + (ph0 - ch0) * xb.row + pw0 - cw0,
+                                  (pd0 - cd0) * yb.plane + (ph0 - ch0) * yb.row + pw0 - cw0};
+      const SsimBlock<T> xt{xb.data + at_tile[0], xb.row, xb.plane}, yt{yb.data + at_tile[1], yb.row, yb.plane};
       if (direct) {
-        write_tile_gradient(g, b, c, box, xs.data(), ys.data(), ih, iw, f_mx, f_my, f_exx, f_eyy, f_exy, gl,
+        write_tile_gradient(g, b, c, box, xt, yt, f_mx, f_my, f_exx, f_eyy, f_exy, gl,
                             gx != nullptr ? gx + plane * g.image_size() : nullptr,
                             gy != nullptr ? gy + plane * g.image_size() : nullptr);
         continue;
       }
       for (int64_t dd = 0; dd < td; ++dd)
         for (int64_t hh = 0; hh < th; ++hh) {
-          const int64_t in_row = ((dd + g.kd - 1) * ih + hh + g.k - 1) * iw + g.k - 1;
+          const T* xr = xt.data + dd * xt.plane + hh * xt.row;
+          const T* yr = yt.data + dd * yt.plane + hh * yt.row;
           const int64_t t_row = (dd * th + hh) * tw;
           const int64_t p_row = plane * padded_size + ((pd0 + dd) * g.Hp + ph0 + hh) * g.Wp + pw0;
           if (px != nullptr)
             for (int64_t ww = 0; ww < tw; ++ww) {
               const int64_t i = t_row + ww;
-              px[p_row + ww] = f_mx[i] + T(2) * xs[in_row + ww] * f_exx[i] + ys[in_row + ww] * f_exy[i];
+              px[p_row + ww] = f_mx[i] + T(2) * xr[ww] * f_exx[i] + yr[ww] * f_exy[i];
             }
           if (py != nullptr)
             for (int64_t ww = 0; ww < tw; ++ww) {
               const int64_t i = t_row + ww;
-              py[p_row + ww] = f_my[i] + T(2) * ys[in_row + ww] * f_eyy[i] + xs[in_row + ww] * f_exy[i];
+              py[p_row + ww] = f_my[i] + T(2) * yr[ww] * f_eyy[i] + xr[ww] * f_exy[i];
             }
         }
     }
