@@ -3,15 +3,15 @@
 // reductions pass expanded (B, C, 1, 1) tensors, which cost nothing to read.
 //
 // Work items are (plane, tile of the *padded* input). A tile recomputes the moments of every output
-// pixel whose window touches it, forms the five per-pixel moment gradients (common/ssim_math.h),
+// pixel of the map whose window touches it, forms the five per-pixel moment gradients (common/ssim_math.h),
 // applies the adjoint of the window filter (the same separable stages with the window flipped) and
 // combines them with x and y into the gradient of its padded elements:
 //   dL/dx_p = F(d_mx)_p + 2 x_p F(d_exx)_p + y_p F(d_exy)_p  (and symmetrically for y).
 // With valid and zero padding a padded element is one input element or none, and a tile writes its
 // gradient, plus the |x - y| term, straight into grad_x / grad_y. With reflect padding a last pass
-// folds padded elements back onto the inputs they mirror and adds the |x - y| term. No element is written twice: no atomics,
-// and results do not depend on the thread count. A gradient not asked for (output_mask) costs nothing
-// past the shared moments: its two adjoint filters and its fold are skipped.
+// folds padded elements back onto the inputs they mirror and adds the |x - y| term. No element is
+// written twice: no atomics, and results do not depend on the thread count. A gradient not asked for
+// (output_mask) costs nothing past the shared moments: its two adjoint filters and its fold are skipped.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
