@@ -26,10 +26,10 @@ namespace {
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Depth of one packed step: a panel (nr x kc) fills 16 KiB, half of L1, and stays there while it is
-// multiplied with the tile rows above it, which stream from L2.
-int64_t panel_depth(int nr, size_t elem) {
-  const int64_t kc = (int64_t{16} * 1024 / (nr * static_cast<int64_t>(elem))) / 8 * 8;
+// Depth of one packed step: a panel (nr x kc) fills `kib` KiB (16 by default, half of L1) and stays
+// there while it is multiplied with the tile rows above it, which stream from L2.
+int64_t panel_depth(int nr, size_t elem, int kib) {
+  const int64_t kc = (int64_t{kib} * 1024 / (nr * static_cast<int64_t>(elem))) / 8 * 8;
   return std::max<int64_t>(kc, 16);
 }
 
@@ -113,7 +113,7 @@ void pack_bf16_pairs(const c10::BFloat16* x, int64_t sc, int64_t C, int64_t firs
 // One register-tile kernel and how to pack for it: `step` columns of x per packed element.
 template <typename packed_t, typename acc_t>
 struct GramPlan {
-  int mr, nr, step;
+  int mr, nr, step, panel_kib;
   void (*tile)(int64_t depth, const packed_t* a, int64_t lda, const packed_t* b, int64_t ldb, acc_t* c, int64_t ldc,
                bool accumulate);
 };
@@ -128,7 +128,7 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const Gra
   // mr divides nr: tile rows are read from the same packed panels as tile columns.
   const int64_t row_tiles = ceil_div(C, mr), col_tiles = ceil_div(C, nr);
   const int64_t ld = col_tiles * nr;
-  const int64_t kc = panel_depth(nr, sizeof(packed_t));  // packed elements per step
+  const int64_t kc = panel_depth(nr, sizeof(packed_t), plan.panel_kib);  // packed elements per step
   const int64_t slab = slab_columns(B, N, ld, ld, kc * step, sizeof(acc_t));
   const int64_t slabs = ceil_div(N, slab);
 
@@ -188,7 +188,7 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   if (x.scalar_type() == at::kBFloat16 && sn == 1 && bf16_dot_supported()) {
     // bf16 products are exact in float32: pairs of them summed by vdpbf16ps, float32 accumulation.
     const GramTileBf16 t = gram_tile_bf16_avx512();
-    const GramPlan<uint32_t, float> plan{t.mr, t.nr, 2, t.tile};
+    const GramPlan<uint32_t, float> plan{t.mr, t.nr, 2, 16, t.tile};
     gram_cpu_typed<c10::BFloat16, float, uint32_t>(
         x, static_cast<float>(scale), out, plan,
         [&](const c10::BFloat16* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len,
@@ -199,9 +199,10 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const GramTile<acc_t> tile = active_gram_tile<acc_t>();
-    const GramPlan<acc_t, acc_t> plan = tile.triangle_tile != nullptr
-                                            ? GramPlan<acc_t, acc_t>{tile.triangle_mr, tile.triangle_nr, 1, tile.triangle_tile}
-                                            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, tile.tile};
+    const GramPlan<acc_t, acc_t> plan =
+        tile.triangle_tile != nullptr
+            ? GramPlan<acc_t, acc_t>{tile.triangle_mr, tile.triangle_nr, 1, tile.triangle_panel_kib, tile.triangle_tile}
+            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, 16, tile.tile};
     gram_cpu_typed<scalar_t, acc_t, acc_t>(
         x, static_cast<acc_t>(scale), out, plan,
         [&](const scalar_t* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len, acc_t* dst) {

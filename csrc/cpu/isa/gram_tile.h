@@ -34,6 +34,10 @@ struct GramTile {
   int triangle_nr = 0;
   void (*triangle_tile)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc,
                         bool accumulate) = nullptr;
+  // KiB of one packed panel for the triangle tile (the others take 16, half of L1). A tile reads its
+  // rows from a whole panel too, so two panels share L1: avx2's 4 x 16 tile, with 8 accumulators
+  // and little latency slack, ran 5-13% faster at C >= 128 on a Zen 4 with 8 KiB panels (RESULTS.md).
+  int triangle_panel_kib = 16;
 };
 
 // bfloat16 pairs (AVX512-BF16): c[r * ldc + j] (+)= sum_p dot2(a[p * lda + r], b[p * ldb + j]), each

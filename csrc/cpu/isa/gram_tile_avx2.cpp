@@ -17,7 +17,7 @@ namespace {
 #include "cpu/isa/pack8_avx2.inc"
 
 GramTile<float> gram_tile_f32_avx2() {
-  return {4, 24, &gram_tile<F32x8, 4, 3>, &pack8_f32, 4, 16, &gram_tile<F32x8, 4, 2>};
+  return {4, 24, &gram_tile<F32x8, 4, 3>, &pack8_f32, 4, 16, &gram_tile<F32x8, 4, 2>, 8};
 }
 GramTile<double> gram_tile_f64_avx2() { return {4, 12, &gram_tile<F64x4, 4, 3>, nullptr}; }
 
