@@ -140,6 +140,21 @@ def test_one_and_two_threads_give_identical_results(dtype):
             assert torch.equal(ta, tb)
 
 
+# Past a few hundred channels the backward packs x in chunks of rows (where a tile's row of x is not
+# whole cache lines: avx2, generic); fewer channels, or avx512, read x in place. Both on every ISA,
+# with partial row tiles, ragged last columns and a sliced (row-strided) x.
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_gram_backward_every_isa_chunked_rows(isa, dtype):
+    tol = 1e-12 if dtype == torch.float64 else 2e-5
+    for shape in [(1, 203, 301), (2, 530, 77)]:
+        x = torch.randn(shape[0], shape[1], shape[2] + 5, dtype=torch.float64)[:, :, 3:-2].to(dtype)
+        g = torch.randn(shape[0], shape[1], shape[1], dtype=torch.float64).to(dtype)
+        with cpu_isa(isa):
+            out = torch.ops.fastperc.gram_backward(g, x, 0.3)
+        assert rel_err(out, reference.gram_backward(g.double(), x.double(), 0.3)) < tol
+
+
 def test_gram_backward_matches_reference():
     for dtype, tol in [(torch.float64, 1e-12), (torch.float32, 1e-5), (torch.float16, 2e-3), (torch.bfloat16, 1e-2)]:
         for shape in [(2, 37, 301), (1, 64, 1000), (1, 1, 3)]:
