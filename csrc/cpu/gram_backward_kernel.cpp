@@ -1,8 +1,8 @@
 // gram_backward on the CPU: out = scale (G + G^T) x.
 //
-// Output-stationary register tiles over x packed in chunks of rows (see below): each (mr x nr) tile of
-// the output is one reduction over the C rows in order, with S = scale (G + G^T) packed in mr-row
-// panels as the broadcast operand. Half-precision inputs run it on a float32 copy,
+// Output-stationary register tiles: each (mr x nr) tile of the output is one reduction over the C rows
+// in order, with S = scale (G + G^T) packed in mr-row panels as the broadcast operand, and x read in
+// place or packed in chunks of rows (which of the two: see below). Half-precision inputs run it on a float32 copy,
 // inputs without contiguous rows (channels_last) on a contiguous copy.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
