@@ -2,8 +2,8 @@
 //
 // Output-stationary register tiles: each (mr x nr) tile of the output is one reduction over the C rows
 // in order, with S = scale (G + G^T) packed in mr-row panels as the broadcast operand, and x read in
-// place or packed in chunks of rows (which of the two: see below). Half-precision inputs run it on a float32 copy,
-// inputs without contiguous rows (channels_last) on a contiguous copy.
+// place or packed in chunks of rows (which of the two: see below). Half-precision inputs run it on a
+// float32 copy, inputs without contiguous rows (channels_last) on a contiguous copy.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/Dispatch.h>
