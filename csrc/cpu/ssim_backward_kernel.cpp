@@ -103,37 +103,27 @@ void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const Ssim
       const T* yr = yt.data + dd * yt.plane + hh * yt.row;
       const int64_t out_row = (d * g.H + h) * g.W + box.w0 - g.r;
       auto l1 = [&](int64_t ww) {
-        if (gl.data == nullptr) return T(0);
         return l1_gradient(xr[ww], yr[ww], plane_l1 ? l1_plane : gl.at(b, c, d, h, box.w0 + ww - g.r));
       };
-      if (gx != nullptr) {
-        scalar_t* o = gx + out_row;
+      // grad_own = F(d_m) + 2 own F(d_e_same) + other F(d_exy), plus sign * the |x - y| term: x takes
+      // (mx, exx, +), y takes (my, eyy, -). Without gl, a plain loop the compiler vectorises.
+      auto write = [&](scalar_t* o, const T* f_m, const T* f_e, const T* own, const T* other, T sign) {
+        if (o == nullptr) return;
+        o += out_row;
         if (gl.data == nullptr) {
           for (int64_t ww = w_first; ww < w_end; ++ww) {
             const int64_t i = t_row + ww;
-            o[ww] = static_cast<scalar_t>(f_mx[i] + T(2) * xr[ww] * f_exx[i] + yr[ww] * f_exy[i]);
+            o[ww] = static_cast<scalar_t>(f_m[i] + T(2) * own[ww] * f_e[i] + other[ww] * f_exy[i]);
           }
         } else {
           for (int64_t ww = w_first; ww < w_end; ++ww) {
             const int64_t i = t_row + ww;
-            o[ww] = static_cast<scalar_t>((f_mx[i] + T(2) * xr[ww] * f_exx[i] + yr[ww] * f_exy[i]) + l1(ww));
+            o[ww] = static_cast<scalar_t>((f_m[i] + T(2) * own[ww] * f_e[i] + other[ww] * f_exy[i]) + sign * l1(ww));
           }
         }
-      }
-      if (gy != nullptr) {
-        scalar_t* o = gy + out_row;
-        if (gl.data == nullptr) {
-          for (int64_t ww = w_first; ww < w_end; ++ww) {
-            const int64_t i = t_row + ww;
-            o[ww] = static_cast<scalar_t>(f_my[i] + T(2) * yr[ww] * f_eyy[i] + xr[ww] * f_exy[i]);
-          }
-        } else {
-          for (int64_t ww = w_first; ww < w_end; ++ww) {
-            const int64_t i = t_row + ww;
-            o[ww] = static_cast<scalar_t>((f_my[i] + T(2) * yr[ww] * f_eyy[i] + xr[ww] * f_exy[i]) - l1(ww));
-          }
-        }
-      }
+      };
+      write(gx, f_mx, f_exx, xr, yr, T(1));
+      write(gy, f_my, f_eyy, yr, xr, T(-1));
     }
   }
 }
@@ -202,26 +192,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       dmap.resize(5 * nc);
       dmom.resize(filtered * no);
       adj.resize(5 * nt);
-      // Read the input in place where it lies inside the image with contiguous T rows (every tile of
-      // "valid" float32/float64 input), as the forward does; pack it otherwise.
-      const int64_t xd0 = cd0 - g.rd, xh0 = ch0 - g.r, xw0 = cw0 - g.r;  // input coordinates
-      const bool inside = xd0 >= 0 && xh0 >= 0 && xw0 >= 0 && xd0 + id <= g.D && xh0 + ih <= g.H && xw0 + iw <= g.W;
-      SsimBlock<T> xb{nullptr, iw, ih * iw}, yb{nullptr, iw, ih * iw};
-      bool in_place = false;
-      if constexpr (std::is_same_v<scalar_t, T>) {
-        in_place = inside && sx.w == 1 && sy.w == 1;
-        if (in_place) {
-          xb = {x_data + sx.at(b, c, xd0, xh0, xw0), sx.h, sx.d};
-          yb = {y_data + sy.at(b, c, xd0, xh0, xw0), sy.h, sy.d};
-        }
-      }
-      if (!in_place) {
-        xs.resize(ni);
-        ys.resize(ni);
-        xb.data = xs.data();
-        yb.data = ys.data();
-        ssim_pack(x_data, sx, y_data, sy, b, c, g, cd0, id, ch0, ih, cw0, iw, xs.data(), ys.data(), cols);
-      }
+      // The input those outputs read, in place where it can be (ssim_tile_input), as in the forward.
+      const auto [xb, yb] = ssim_tile_input(x_data, sx, y_data, sy, b, c, g, cd0, id, ch0, ih, cw0, iw, xs, ys, cols);
       isa.moments(xb, yb, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
                   moments.data());
       gather_weights(gs, g, b, c, cd0, cd, ch0, ch, cw0, cw, wgs.data());

@@ -3,9 +3,12 @@
 #include <ATen/core/Tensor.h>
 
 #include <algorithm>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "common/ssim_checks.h"
+#include "cpu/isa/ssim_tile.h"
 
 namespace fastperc {
 namespace cpu {
@@ -108,6 +111,30 @@ void ssim_pack(const scalar_t* x, const SsimStrides& sx, const scalar_t* y, cons
       ssim_pack_row(y_plane + sd * sy.d + sh * sy.h, sy.w, cols.data(), lo, hi, nw, yr);
     }
   }
+}
+
+// The tile stages' view of padded coordinates [d0, d0 + nd) x [h0, h0 + nh) x [w0, w0 + nw) of plane
+// (b, c) of x and y. Where the block lies inside the image and its rows are contiguous T (every tile of
+// "valid" float32/float64 input) it is read in place: packing it was a pure copy from L3 or DRAM, 17%
+// of the forward on a Zen 4, where read in place its loads overlap the W pass's arithmetic. Otherwise
+// it is packed into xs / ys (through the padding mode) and the blocks point there.
+template <typename scalar_t, typename T>
+std::pair<SsimBlock<T>, SsimBlock<T>> ssim_tile_input(const scalar_t* x, const SsimStrides& sx, const scalar_t* y,
+                                                      const SsimStrides& sy, int64_t b, int64_t c,
+                                                      const SsimGeometry& g, int64_t d0, int64_t nd, int64_t h0,
+                                                      int64_t nh, int64_t w0, int64_t nw, std::vector<T>& xs,
+                                                      std::vector<T>& ys, std::vector<int64_t>& cols) {
+  if constexpr (std::is_same_v<scalar_t, T>) {
+    const int64_t xd0 = d0 - g.rd, xh0 = h0 - g.r, xw0 = w0 - g.r;  // input coordinates
+    const bool inside = xd0 >= 0 && xh0 >= 0 && xw0 >= 0 && xd0 + nd <= g.D && xh0 + nh <= g.H && xw0 + nw <= g.W;
+    if (inside && sx.w == 1 && sy.w == 1)
+      return {SsimBlock<T>{x + sx.at(b, c, xd0, xh0, xw0), sx.h, sx.d},
+              SsimBlock<T>{y + sy.at(b, c, xd0, xh0, xw0), sy.h, sy.d}};
+  }
+  xs.resize(nd * nh * nw);
+  ys.resize(nd * nh * nw);
+  ssim_pack(x, sx, y, sy, b, c, g, d0, nd, h0, nh, w0, nw, xs.data(), ys.data(), cols);
+  return {SsimBlock<T>{xs.data(), nw, nh * nw}, SsimBlock<T>{ys.data(), nw, nh * nw}};
 }
 
 }  // namespace cpu

@@ -52,28 +52,7 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       moments.resize(5 * no);
       ssim.resize(no);
       cs.resize(no);
-      // The tile's input, in input coordinates (padded ones less the padding). Read in place where it
-      // lies inside the image and each row is contiguous T (every tile of a "valid" float32 image):
-      // packing it was a pure copy from L3 or DRAM, 17% of the forward on a Zen 4; read in place, the
-      // loads overlap the W pass's arithmetic.
-      const int64_t id0 = od0 - g.rd, ih0 = oh0 - g.r, iw0 = ow0 - g.r;
-      const bool inside = id0 >= 0 && ih0 >= 0 && iw0 >= 0 && id0 + pd <= g.D && ih0 + ph <= g.H && iw0 + pw <= g.W;
-      SsimBlock<T> xb{xs.data(), pw, ph * pw}, yb{ys.data(), pw, ph * pw};
-      bool in_place = false;
-      if constexpr (std::is_same_v<scalar_t, T>) {
-        in_place = inside && sx.w == 1 && sy.w == 1;
-        if (in_place) {
-          xb = {x_data + sx.at(b, c, id0, ih0, iw0), sx.h, sx.d};
-          yb = {y_data + sy.at(b, c, id0, ih0, iw0), sy.h, sy.d};
-        }
-      }
-      if (!in_place) {
-        xs.resize(np);
-        ys.resize(np);
-        xb.data = xs.data();
-        yb.data = ys.data();
-        ssim_pack(x_data, sx, y_data, sy, b, c, g, od0, pd, oh0, ph, ow0, pw, xs.data(), ys.data(), cols);
-      }
+      const auto [xb, yb] = ssim_tile_input(x_data, sx, y_data, sy, b, c, g, od0, pd, oh0, ph, ow0, pw, xs, ys, cols);
       isa.moments(xb, yb, pd, ph, pw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
                   moments.data());
       isa.pixels(moments.data(), no, c1, c2, ssim.data(), cs.data());
