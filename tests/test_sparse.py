@@ -218,6 +218,30 @@ def test_cpu_tiles_match_reference(isa, sites, cin, cout):
         assert all(torch.equal(a, b) for a, b in zip(*results)), "1 and 2 threads must agree bit for bit"
 
 
+@pytest.mark.parametrize("isa", supported_isas())
+def test_cpu_map_listing_reports_the_first_bad_entry(isa):
+    # The CPU kernels list each offset's neighbours 16 (avx512) or 8 (avx2) map entries a step, then
+    # entry by entry: a bad entry is found wherever it falls in a vector or in the tail, and the first
+    # one (in output order, then offset order) is named; -1 entries and in-range rows pass.
+    n_rows, n_out = 50, 45  # two 16-entry vectors and a 13-entry tail; five 8-entry vectors and 5
+    g = torch.Generator().manual_seed(3)
+    feats, w = torch.randn(n_rows, 4, generator=g), torch.randn(2, 4, 16, generator=g)
+    kmap = torch.randint(-1, n_rows, (2, n_out), generator=g, dtype=torch.int32)
+    with cpu_isa(isa):
+        good = torch.ops.fastperc.sparse_conv(feats, w, kmap)
+        assert rel_err(good, reference.sparse.conv(feats.double(), w.double(), kmap)) < 1e-6
+        for pos in (0, 5, 7, 8, 15, 16, 31, 32, 39, 40, 44):
+            for value in (-2, n_rows, 2**31 - 1, -(2**31)):
+                bad = kmap.clone()
+                bad[1, pos] = value
+                bad[1, pos + 1:] = n_rows + 7  # later bad entries are not the first
+                with pytest.raises(RuntimeError, match=f"got {value}$"):
+                    torch.ops.fastperc.sparse_conv(feats, w, bad)
+                bad[0, n_out - 1] = n_rows + 9  # the block's earlier offset comes first
+                with pytest.raises(RuntimeError, match=f"got {n_rows + 9}$"):
+                    torch.ops.fastperc.sparse_conv(feats, w, bad)
+
+
 def test_float32_and_threads():
     x = random_sparse(shape=(20, 20, 20), channels=16, density=0.1, dtype=torch.float32)
     w = torch.randn(27, 16, 24)
