@@ -37,6 +37,15 @@ def other_inverse():
     return torch.where(inv >= 0, (inv + 1) % len(COORDS), inv)
 
 
+def inverse_with_an_extra_pair():
+    """The inverse map plus one pair the map does not list (an input with no output at offset 0 given
+    an output with no input there): every pair the map lists is still read back right."""
+    inv = invert_map(KMAP, len(COORDS))
+    i = int((inv[0] < 0).nonzero()[0])
+    inv[0, i] = int((KMAP[0] < 0).nonzero()[0])
+    return inv
+
+
 CASES = [
     # Gram and style loss
     ("gram: overflowing B * C * C", lambda: ops.gram(torch.zeros(1, 1, 1).expand(2**22, 2**21, 1), 1.0),
@@ -132,6 +141,9 @@ CASES = [
     ("sparse_conv_backward: inverse map with one pair dropped",
      lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP,
                                       invert_map(KMAP, len(COORDS)).index_fill(1, torch.tensor([3]), -1)),
+     "not the inverse of kmap"),
+    ("sparse_conv_backward: inverse map with a pair the map does not list",
+     lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP, inverse_with_an_extra_pair()),
      "not the inverse of kmap"),
     ("sparse_conv_backward: inverse map rows past grad_out",
      lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP, invert_map(KMAP, len(COORDS)) + 100),

@@ -37,6 +37,17 @@ void prefetch_row(const T* row, int64_t n) {
   for (int64_t e = 0; e < n; e += 64 / static_cast<int64_t>(sizeof(T))) __builtin_prefetch(row + e);
 }
 
+// Runs worker(take) on each intra-op thread; take() hands out the items 0, 1, ... one at a time (past
+// the last: n_items or more). The work of an item follows the density of the scan, which varies along
+// it: a fixed split of the items left one thread idle for 6% of a LiDAR forward on 2 threads. What an
+// item computes does not depend on the thread that takes it.
+template <class Worker>
+void parallel_items(int64_t n_items, const Worker& worker) {
+  std::atomic<int64_t> next{0};
+  at::parallel_for(0, std::min<int64_t>(n_items, at::get_num_threads()), 1,
+                   [&](int64_t, int64_t) { worker([&] { return next++; }); });
+}
+
 [[noreturn]] void bad_map_entry(int64_t value, int64_t n_rows) {
   TORCH_CHECK(false, "fastperc: kernel map entries must be -1 or rows of feats (< ", n_rows, "), got ", value);
 }
@@ -84,10 +95,7 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
   // Blocks are summed in out itself when its rows are whole tiles, else in a scratch block copied out.
   const bool in_place = coutp == cout;
   std::vector<int64_t> bad(static_cast<size_t>(n_blocks), -1);  // flat index of a block's first bad entry
-  // Blocks are handed out one at a time: the density of a scan, hence the work of a block, varies
-  // along it, and a fixed split left one thread idle (6% of a LiDAR forward on 2 threads).
-  std::atomic<int64_t> next_block{0};
-  at::parallel_for(0, std::min<int64_t>(n_blocks, at::get_num_threads()), 1, [&](int64_t, int64_t) {
+  parallel_items(n_blocks, [&](const auto& take) {
     // Scratch rows (none when in place), plus one sink row that the padding of a last partial tile
     // writes to.
     const int64_t scratch_rows = in_place ? 0 : block;
@@ -96,7 +104,7 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
     std::vector<int32_t> found_row(static_cast<size_t>(block + 16)), found_pos(static_cast<size_t>(block + 16));
     std::vector<const T*> a(static_cast<size_t>(block + mr));
     std::vector<T*> c(static_cast<size_t>(block + mr));
-    for (int64_t b = next_block++; b < n_blocks; b = next_block++) {
+    for (int64_t b = take(); b < n_blocks; b = take()) {
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
       T* const acc = in_place ? out + jb * cout : scratch.data();
       std::fill(acc, acc + (je - jb) * coutp, T(0));
@@ -152,12 +160,13 @@ typename SparseTile<T>::Pairs pick_pairs_tile(const SparseTile<T>& tiles, int64_
 // dW[k] (cin x cout) = sum over the pairs (i, j) of offset k of x[i]^T g[j]. Work items are (block of
 // outputs, offset), each summing its pairs into its own partial dW through the pair tiles, which read
 // x and g rows in place; the partials of an offset are then added in block order. The blocks are
-// fixed, so the sums do not depend on the thread count. Items run block-major so that a static split
-// gives every thread all offsets (the centre offset of a submanifold map has the most pairs).
+// fixed, so the sums do not depend on the thread count. Items are handed out one at a time, block-major
+// (the centre offset of a submanifold map has the most pairs).
 template <typename T>
 void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout, const int32_t* map,
                  int64_t volume, int64_t n_out, T* dw) {
-  const typename SparseTile<T>::Pairs tile = pick_pairs_tile(active_sparse_tile<T>(), n_in, cin, n_out, cout);
+  const SparseTile<T> tiles = active_sparse_tile<T>();
+  const typename SparseTile<T>::Pairs tile = pick_pairs_tile(tiles, n_in, cin, n_out, cout);
   const int mr = tile.mr, nr = tile.nr;
   const int64_t cinp = round_up(cin, mr), coutp = round_up(cout, nr);
   // The tiles read whole tiles of columns from every row.
@@ -170,9 +179,10 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
   const int64_t block = std::max<int64_t>(16384, (n_out + max_blocks - 1) / max_blocks);
   const int64_t n_blocks = (n_out + block - 1) / block;
   std::vector<T> partial(static_cast<size_t>(n_blocks * volume * slab), T(0));
-  at::parallel_for(0, n_blocks * volume, 1, [&](int64_t begin, int64_t end) {
-    std::vector<const T*> a(static_cast<size_t>(chunk)), bg(static_cast<size_t>(chunk));
-    for (int64_t item = begin; item < end; ++item) {
+  parallel_items(n_blocks * volume, [&](const auto& take) {
+    std::vector<const T*> a(static_cast<size_t>(2 * chunk)), bg(static_cast<size_t>(2 * chunk));
+    std::vector<int32_t> found_row(static_cast<size_t>(chunk + 16)), found_pos(static_cast<size_t>(chunk + 16));
+    for (int64_t item = take(); item < n_blocks * volume; item = take()) {
       const int64_t b = item / volume, k = item % volume;
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
       const int32_t* mk = map + k * n_out;
@@ -183,15 +193,17 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
         for (int64_t c0 = 0; c0 < cinp; c0 += mr)
           for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(np, a0, c0, b0, n0, acc + c0 * coutp + n0, coutp);
       };
-      // Branch-free listing, as in gather_gemm: the end moves on only for a neighbour.
+      // The pairs are listed a chunk of entries at a time (entries were range-checked by the caller)
+      // and flushed once at least a chunk of them is pending.
       int64_t np = 0;
-      const T* g_row = gs + jb * coutp;
-      for (int64_t j = jb; j < je; ++j, g_row += coutp) {
-        const int64_t i = mk[j];
-        a0[np] = xs + std::max<int64_t>(i, 0) * cinp;
-        b0[np] = g_row;
-        np += i >= 0;
-        if (np == chunk) {
+      for (int64_t j0 = jb; j0 < je; j0 += chunk) {
+        const int64_t listed = tiles.list(mk + j0, std::min(chunk, je - j0), n_in, found_row.data(), found_pos.data());
+        for (int64_t q = 0; q < listed; ++q) {
+          a0[np + q] = xs + int64_t{found_row[q]} * cinp;
+          b0[np + q] = gs + (j0 + found_pos[q]) * coutp;
+        }
+        np += listed;
+        if (np >= chunk) {
           flush(np);
           np = 0;
         }
@@ -223,7 +235,9 @@ void check_map_rows(const at::Tensor& kmap, int64_t n_rows, const char* name = "
 }
 
 // Raises unless inv (K, n_in) is kmap (K, n_out) read the other way (both already range-checked): every
-// pair either lists, the other lists too. Reads both maps once, in parallel over offsets.
+// pair either lists, the other lists too. One direction with random reads, inv[k, kmap[k, j]] == j for
+// every j listed, makes kmap[k] one-to-one into inv[k]'s pairs; equal pair counts then make it onto, so
+// the other direction holds without its random reads (half of this check's time). Parallel over offsets.
 void check_inverse_of(const at::Tensor& kmap, const at::Tensor& inv) {
   const int64_t volume = kmap.size(0), n_out = kmap.size(1), n_in = inv.size(1);
   const int32_t* m = kmap.const_data_ptr<int32_t>();
@@ -232,9 +246,13 @@ void check_inverse_of(const at::Tensor& kmap, const at::Tensor& inv) {
   at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
     for (int64_t k = begin; k < end; ++k) {
       bool ok = true;
-      for (int64_t j = 0; j < n_out; ++j) ok &= inverse_pair_ok(m, n_out, v, n_in, k, j);
-      for (int64_t i = 0; i < n_in; ++i) ok &= inverse_pair_ok(v, n_in, m, n_out, k, i);
-      bad[k] = !ok;
+      int64_t pairs = 0;
+      for (int64_t j = 0; j < n_out; ++j) {
+        ok &= inverse_pair_ok(m, n_out, v, n_in, k, j);
+        pairs += m[k * n_out + j] >= 0;
+      }
+      for (int64_t i = 0; i < n_in; ++i) pairs -= v[k * n_in + i] >= 0;
+      bad[k] = !ok || pairs != 0;
     }
   });
   for (int64_t k = 0; k < volume; ++k)
