@@ -3,7 +3,7 @@ composite and the peer libraries users would otherwise pick, on the same inputs 
 
 Columns: median time; a rate (dense-equivalent GFLOP/s for the Gram ops: 2BC^2N forward, 6BC^2N
 forward+backward, whatever the implementation does; megapixels/s = B*C*H*W (B*C*D*H*W voxels for ssim3d) per second for SSIM);
-%peak (Gram ops: that rate over a square torch.mm measured in the same run); "fastperc speedup": this
+%peak (that rate over a square GEMM measured in the same run: gemm_peak); "fastperc speedup": this
 row's time over fastperc's (how many times faster fastperc is); err: the largest deviation from a
 float64 reference of the row's own convention on the same inputs (rounded to the benchmarked dtype),
 relative to that reference's largest entry (the value for forward, the gradient of x for
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import platform
 import re
 import statistics
@@ -311,12 +312,32 @@ def peak_memory_mb(fn, device) -> float:
         return float("nan")
 
 
-def gemm_peak_gflops(device: str, dtype=torch.float32) -> float:
+def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
+    """(GFLOP/s, what measured it): the GEMM rate %peak divides by, the fastest of several square
+    products. torch.mm, except in a run capped below the CPU's best ISA (`--isa`, which caps oneDNN too):
+    MKL may ignore its own cap (it does on AMD) and time AVX-512 code in a "generic" run, so there the
+    product is oneDNN's, which keeps to ONEDNN_MAX_CPU_ISA on every vendor."""
     n = 2048 if device == "cpu" else 8192
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    # The fastest of several runs: a ceiling is what %peak divides by.
-    return 2 * n**3 / time_ms(lambda: torch.mm(a, b), device, min_runs=8, best=True) / 1e6
+
+    def rate(fn):
+        return 2 * n**3 / time_ms(fn, device, min_runs=8, best=True) / 1e6
+
+    info = _backend.build_info()
+    capped = device == "cpu" and info.get("cpu_isa_active") != info.get("cpu_isa_best") and "ONEDNN_MAX_CPU_ISA" in os.environ
+    if capped and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+        try:
+            a_dnn, b_dnn = a.to_mkldnn(), b.to_mkldnn()
+            source = f"oneDNN under ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}"
+            return rate(lambda: torch.ops.aten.mkldnn_linear(a_dnn, b_dnn)), source
+        except (RuntimeError, AttributeError):  # a torch without oneDNN's linear: torch.mm, said so
+            pass
+    return rate(lambda: torch.mm(a, b)), "torch.mm"
+
+
+def gemm_peak_gflops(device: str, dtype=torch.float32) -> float:
+    return gemm_peak(device, dtype)[0]
 
 
 def flops(op: str, mode: str, shape: tuple) -> float:
@@ -417,7 +438,7 @@ def cpu_model() -> dict:
 def run(ops=DEFAULT_OPS, device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time: float = 0.3):
     """Runs the comparison and returns {device, dtype, gemm_peak_gflops, threads, cpu, isa, capability,
     rows, missing_peers}: isa is fastperc's active CPU micro-kernel ISA, capability torch's."""
-    peak = gemm_peak_gflops(device)
+    peak, peak_source = gemm_peak(device)
     rows = []
     for op in ops:
         for mode in MODES:
@@ -431,7 +452,8 @@ def run(ops=DEFAULT_OPS, device: str = "cpu", quick: bool = False, dtype=torch.f
     missing = [p for p in ("pytorch_msssim", "kornia", "torchmetrics", "piq", "skimage") if _peer(p) is None]
     loaded = _backend.extension_loaded()
     return {"device": device, "dtype": str(dtype).replace("torch.", ""), "gemm_peak_gflops": peak,
-            "threads": torch.get_num_threads(), "cpu": cpu_model(), "isa": _backend._C.cpu_isa() if loaded else None,
+            "gemm_peak_source": peak_source, "threads": torch.get_num_threads(), "cpu": cpu_model(),
+            "isa": _backend._C.cpu_isa() if loaded else None,
             "capability": torch.backends.cpu.get_cpu_capability(), "rows": rows, "missing_peers": missing}
 
 
@@ -460,7 +482,8 @@ LEGEND = [
     "rate: Gram ops GFLOP/s counting 2BC^2N forward and 6BC^2N forward+backward (dense-equivalent: fastperc's "
     "symmetric Gram does about half the multiply-adds); SSIM ops Mpx/s = B*C*H*W (ssim3d: voxels) per second.",
     "%peak: the row's counted GFLOP/s (fastperc.bench.flops: what the op needs, not what an implementation does) "
-    "over a square torch.mm in this run; it passes 100 where an implementation does less work than counted "
+    "over a square GEMM in this run (torch.mm; oneDNN's in a run capped below the CPU's best ISA: see the head); "
+    "it passes 100 where an implementation does less work than counted "
     "(the symmetric Gram computes one triangle).",
     "fastperc speedup: this row's ms over fastperc's (2.00x: fastperc is twice as fast; below 1: slower).",
     "err: largest |row - float64 reference of the row's own convention| over the reference's largest |value|, "
@@ -475,7 +498,7 @@ def format_table(result: dict) -> str:
         head += f" cpu={result['cpu']['model']} ({result['cpu']['flags']}) fastperc isa={result.get('isa')}"
         head += f" torch capability={result.get('capability')}"
     if peak:
-        head += f" GEMM peak (torch.mm)={peak:.0f} GFLOP/s"
+        head += f" GEMM peak ({result.get('gemm_peak_source', 'torch.mm')})={peak:.0f} GFLOP/s"
     cols = (f"{'op':<7}{'mode':<9}{'shape':<17}{'impl':<19}{'ms':>9}{'rate':>16}{'%peak':>7}"
             f"{'fastperc speedup':>18}{'err':>10}")
     lines = [head, cols, "-" * len(cols)]
@@ -590,7 +613,7 @@ def format_per_isa(combined: dict, table=None) -> str:
     for isa in isas:
         lines += [f"=== as a {isa} CPU runs it ===", (table or format_table)(per_isa[isa]), ""]
     lines.append("fastperc per CPU ISA, side by side (x: times faster than the fastest other implementation "
-                 "on the same capped CPU; %pk: of that run's torch.mm)")
+                 "on the same capped CPU; %pk: of that run's GEMM, named in its table's head)")
     cols = (f"{'op':<7}{'mode':<9}{'shape':<17}" + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>7}" for isa in isas))
     lines += [cols, "-" * len(cols)]
     groups = {isa: _groups(per_isa[isa]["rows"]) for isa in isas}

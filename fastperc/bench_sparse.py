@@ -7,7 +7,8 @@ calls for a new tensor); "fwd" runs the convolution on a prebuilt map (spconv: i
 "fwd+bwd" adds the backward to features and weights. err: max |out - float64 reference| /
 max |reference| (forward output, or the feature gradient). GFLOP/s counts the useful work for every
 implementation: 2 * pairs * C_in * C_out flop forward, three times that forward+backward (the feature
-and weight gradients are one such product each); %peak divides it by a square torch.mm in the same run.
+and weight gradients are one such product each); %peak divides it by a square GEMM in the same run
+(fastperc.bench.gemm_peak).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import os
 import torch
 
 from fastperc import data, reference
-from fastperc.bench import gemm_peak_gflops, peers_install_command, time_ms
+from fastperc.bench import gemm_peak, peers_install_command, time_ms
 from fastperc.sparse import functional as SF, voxelize
 
 WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
@@ -62,7 +63,7 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
     """Every row on `device` with features in `dtype`; errors against a float64 CPU reference of the
     same float32 data."""
     points, source = load_points(scan)
-    peak = gemm_peak_gflops(device, dtype)
+    peak, peak_source = gemm_peak(device, dtype)
     rows = []
     spc = _spconv()
     workloads = QUICK_WORKLOADS if quick else WORKLOADS
@@ -124,7 +125,8 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
             r["gflops"] = r["gflop"] / r["ms"] * 1e3
             r["peak_pct"] = 100 * r["gflops"] / peak
     return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None,
-            "device": device, "dtype": str(dtype).replace("torch.", ""), "gemm_peak_gflops": peak}
+            "device": device, "dtype": str(dtype).replace("torch.", ""), "gemm_peak_gflops": peak,
+            "gemm_peak_source": peak_source}
 
 
 def _set_work(rows, kmap, channels):
@@ -248,7 +250,7 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
 def format_table(result: dict) -> str:
     lines = [f"submanifold 3x3x3 conv on {result.get('device', 'cpu')} ({result.get('dtype', 'float32')}), "
              f"scan: {result['source']}, threads={result['threads']}, "
-             f"GEMM peak (torch.mm)={result['gemm_peak_gflops']:.0f} GFLOP/s"
+             f"GEMM peak ({result.get('gemm_peak_source', 'torch.mm')})={result['gemm_peak_gflops']:.0f} GFLOP/s"
              + ("" if result["spconv"] else " (spconv not installed: " + peers_install_command(["spconv"]) + ")")]
     cols = (f"{'mode':<9}{'workload':<38}{'impl':<14}{'ms':>10}{'Msites/s':>10}{'GFLOP/s':>9}{'%peak':>7}"
             f"{'fastperc speedup':>18}{'err':>10}")
@@ -264,7 +266,7 @@ def format_table(result: dict) -> str:
         "ms: median wall time; Msites/s: active sites per second; GFLOP/s: useful work, 2 * pairs * C_in * C_out "
         "forward (three times that forward+backward), the same count for every implementation (dense conv3d "
         "does more).",
-        "%peak: that GFLOP/s over a square torch.mm in this run; fastperc speedup: this row's ms over fastperc's "
+        "%peak: that GFLOP/s over a square GEMM in this run (named in the head); fastperc speedup: this row's ms over fastperc's "
         "(above 1: fastperc is faster).",
         "err: largest |row - float64 reference| over the reference's largest |value| (the output, or the feature "
         "gradient).",

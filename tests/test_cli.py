@@ -91,6 +91,11 @@ def test_bench_isa_all_runs_every_isa_capped_and_side_by_side(tmp_path):
         assert result["isa"] == isa and result["cpu"]["model"]  # fastperc ran capped to it
         if isa == "generic":
             assert result["capability"] == "DEFAULT"  # so did torch's own kernels
+        # %pk's GEMM keeps to the cap below the CPU's best ISA (MKL ignores its cap on AMD; oneDNN does not)
+        best = isa == supported_isas()[-1]
+        assert result["gemm_peak_source"] == "torch.mm" if best else result["gemm_peak_source"].startswith(
+            "oneDNN under ONEDNN_MAX_CPU_ISA="), result["gemm_peak_source"]
+        assert f"GEMM peak ({result['gemm_peak_source']})" in out.stdout
         assert {"fastperc", "torch", "reference"} <= {r["impl"] for r in result["rows"]}
     assert "fastperc per CPU ISA, side by side" in out.stdout
     assert all(f"{isa} ms" in out.stdout and f"=== as a {isa} CPU runs it ===" in out.stdout for isa in supported_isas())
