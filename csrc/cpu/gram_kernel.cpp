@@ -200,7 +200,7 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const GramTile<acc_t> tile = active_gram_tile<acc_t>();
     const GramPlan<acc_t, acc_t> plan =
-        tile.triangle_tile != nullptr
+        tile.triangle_tile != nullptr && (tile.triangle_max_c == 0 || C <= tile.triangle_max_c)
             ? GramPlan<acc_t, acc_t>{tile.triangle_mr, tile.triangle_nr, 1, tile.triangle_panel_kib, tile.triangle_tile}
             : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, 16, tile.tile};
     gram_cpu_typed<scalar_t, acc_t, acc_t>(

@@ -38,6 +38,10 @@ struct GramTile {
   // rows from a whole panel too, so two panels share L1: avx2's 4 x 16 tile, with 8 accumulators
   // and little latency slack, ran 5-13% faster at C >= 128 on a Zen 4 with 8 KiB panels (RESULTS.md).
   int triangle_panel_kib = 16;
+  // The largest C the triangle tile is used for (0: any). avx512's 16 x 16 tile computes 17% fewer
+  // outputs than its 8 x 32 one at C = 64 and 10% at 128, but needs 17 loads per 16 FMAs against 10:
+  // a cost where a core runs two 512-bit FMAs a cycle (Intel), none on a Zen 4 (RESULTS.md).
+  int triangle_max_c = 0;
 };
 
 // bfloat16 pairs (AVX512-BF16): c[r * ldc + j] (+)= sum_p dot2(a[p * lda + r], b[p * ldb + j]), each
