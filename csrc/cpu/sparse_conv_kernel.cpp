@@ -76,10 +76,10 @@ typename SparseTile<T>::Rows pick_rows_tile(const SparseTile<T>& tiles, int64_t 
 // itself, or in a scratch block padded to whole tiles of columns where cout is not. Within a block,
 // offset by offset in order, the offset's pairs are listed from the map (SparseTile::list, vector
 // code) and multiplied with W[k] mr at a time by the rows tiles, which read the input rows in place
-// and add into the output rows. Only existing neighbours cost
-// work, every output row adds its terms in offset order whatever the thread count, and sorted sites
-// make the inputs of a block nearly contiguous. Map entries are checked as they are listed, before
-// any row is read; the first bad one (in block order) is reported.
+// and add into the output rows. Only existing neighbours cost work, every output row adds its terms
+// in offset order whatever the thread count, and sorted sites make the inputs of a block nearly
+// contiguous. Map entries are checked as they are listed, before any row is read; the first bad one
+// (in block order) is reported.
 template <typename T>
 void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map, int64_t volume, int64_t n_out,
                  const T* w, int64_t cout, T* out) {

@@ -32,7 +32,8 @@ constexpr std::array<uint32_t, 256> kFrontLanes = [] {
 // 8 entries a step: a mask of the rows among them, moved to the front of a register and stored whole.
 int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32_t* row, int32_t* pos) {
   const __m256i minus_one = _mm256_set1_epi32(-1), eight = _mm256_set1_epi32(8);
-  const __m256i last_row = _mm256_set1_epi32(static_cast<int32_t>(std::min<int64_t>(n_rows, INT32_MAX + int64_t{1}) - 1));
+  const int64_t last = std::min<int64_t>(n_rows, INT32_MAX + int64_t{1}) - 1;  // -1 when there are no rows
+  const __m256i last_row = _mm256_set1_epi32(static_cast<int32_t>(last));
   const __m256i shifts = _mm256_setr_epi32(0, 3, 6, 9, 12, 15, 18, 21), seven = _mm256_set1_epi32(7);
   __m256i at = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   int64_t count = 0, j = 0;
@@ -41,7 +42,8 @@ int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32
     const __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(minus_one, v), _mm256_cmpgt_epi32(v, last_row));
     if (!_mm256_testz_si256(bad, bad)) break;  // the scalar loop names it
     const int found = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(v, minus_one)));
-    const __m256i front = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(kFrontLanes[found])), shifts), seven);
+    const __m256i lanes = _mm256_set1_epi32(static_cast<int32_t>(kFrontLanes[found]));
+    const __m256i front = _mm256_and_si256(_mm256_srlv_epi32(lanes, shifts), seven);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(row + count), _mm256_permutevar8x32_epi32(v, front));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(pos + count), _mm256_permutevar8x32_epi32(at, front));
     count += __builtin_popcount(found);
@@ -52,11 +54,13 @@ int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32
 
 SparseTile<float> sparse_tile_f32_avx2() {
   return {{rows_variant<F32x8, 4, 3>(), rows_variant<F32x8, 6, 2>(), rows_variant<F32x8, 8, 1>()}, 3,
-          {pairs_variant<F32x8, 4, 2>(), pairs_variant<F32x8, 8, 1>(), pairs_variant<F32x8, 2, 4>()}, 3, &list_neighbours};
+          {pairs_variant<F32x8, 4, 2>(), pairs_variant<F32x8, 8, 1>(), pairs_variant<F32x8, 2, 4>()}, 3,
+          &list_neighbours};
 }
 SparseTile<double> sparse_tile_f64_avx2() {
   return {{rows_variant<F64x4, 4, 3>(), rows_variant<F64x4, 6, 2>(), rows_variant<F64x4, 8, 1>()}, 3,
-          {pairs_variant<F64x4, 4, 2>(), pairs_variant<F64x4, 8, 1>(), pairs_variant<F64x4, 2, 4>()}, 3, &list_neighbours};
+          {pairs_variant<F64x4, 4, 2>(), pairs_variant<F64x4, 8, 1>(), pairs_variant<F64x4, 2, 4>()}, 3,
+          &list_neighbours};
 }
 
 }  // namespace cpu

@@ -22,7 +22,8 @@ namespace {
 // whole (compress straight to memory is microcode on Zen 4).
 int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32_t* row, int32_t* pos) {
   // An entry is bad when entry + 1, read unsigned, passes n_rows (so -2 and below wrap high too).
-  const __m512i limit = _mm512_set1_epi32(static_cast<int32_t>(static_cast<uint32_t>(std::min<int64_t>(n_rows, UINT32_MAX))));
+  const uint32_t rows_u32 = static_cast<uint32_t>(std::min<int64_t>(n_rows, UINT32_MAX));
+  const __m512i limit = _mm512_set1_epi32(static_cast<int32_t>(rows_u32));
   const __m512i one = _mm512_set1_epi32(1), sixteen = _mm512_set1_epi32(16);
   __m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   int64_t count = 0, j = 0;
@@ -40,11 +41,13 @@ int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32
 
 SparseTile<float> sparse_tile_f32_avx512() {
   return {{rows_variant<F32x16, 6, 4>(), rows_variant<F32x16, 12, 2>(), rows_variant<F32x16, 8, 1>()}, 3,
-          {pairs_variant<F32x16, 8, 2>(), pairs_variant<F32x16, 16, 1>(), pairs_variant<F32x16, 4, 4>()}, 3, &list_neighbours};
+          {pairs_variant<F32x16, 8, 2>(), pairs_variant<F32x16, 16, 1>(), pairs_variant<F32x16, 4, 4>()}, 3,
+          &list_neighbours};
 }
 SparseTile<double> sparse_tile_f64_avx512() {
   return {{rows_variant<F64x8, 6, 4>(), rows_variant<F64x8, 12, 2>(), rows_variant<F64x8, 8, 1>()}, 3,
-          {pairs_variant<F64x8, 8, 2>(), pairs_variant<F64x8, 16, 1>(), pairs_variant<F64x8, 4, 4>()}, 3, &list_neighbours};
+          {pairs_variant<F64x8, 8, 2>(), pairs_variant<F64x8, 16, 1>(), pairs_variant<F64x8, 4, 4>()}, 3,
+          &list_neighbours};
 }
 
 }  // namespace cpu

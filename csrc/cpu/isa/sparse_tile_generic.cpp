@@ -13,17 +13,12 @@ namespace {
 
 #include "cpu/isa/sparse_tile_body.inc"
 
-namespace {
-int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32_t* row, int32_t* pos) {
-  return list_neighbours_from(entries, 0, n, n_rows, row, pos, 0);
-}
-}  // namespace
-
 template <typename T>
 SparseTile<T> generic_tiles() {
   using V = Vec16<T>;
   return {{rows_variant<V, 4, 3>(), rows_variant<V, 6, 2>(), rows_variant<V, 8, 1>()}, 3,
-          {pairs_variant<V, 4, 2>(), pairs_variant<V, 8, 1>(), pairs_variant<V, 2, 4>()}, 3, &list_neighbours};
+          {pairs_variant<V, 4, 2>(), pairs_variant<V, 8, 1>(), pairs_variant<V, 2, 4>()}, 3,
+          &list_neighbours_scalar};
 }
 
 SparseTile<float> sparse_tile_f32_generic() { return generic_tiles<float>(); }

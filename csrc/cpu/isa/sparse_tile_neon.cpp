@@ -15,19 +15,15 @@ namespace {
 
 #include "cpu/isa/sparse_tile_body.inc"
 
-namespace {
-int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32_t* row, int32_t* pos) {
-  return list_neighbours_from(entries, 0, n, n_rows, row, pos, 0);
-}
-}  // namespace
-
 SparseTile<float> sparse_tile_f32_neon() {
   return {{rows_variant<F32x4, 4, 6>(), rows_variant<F32x4, 6, 4>(), rows_variant<F32x4, 8, 2>()}, 3,
-          {pairs_variant<F32x4, 4, 4>(), pairs_variant<F32x4, 8, 2>(), pairs_variant<F32x4, 2, 8>()}, 3, &list_neighbours};
+          {pairs_variant<F32x4, 4, 4>(), pairs_variant<F32x4, 8, 2>(), pairs_variant<F32x4, 2, 8>()}, 3,
+          &list_neighbours_scalar};
 }
 SparseTile<double> sparse_tile_f64_neon() {
   return {{rows_variant<F64x2, 4, 6>(), rows_variant<F64x2, 6, 4>(), rows_variant<F64x2, 8, 2>()}, 3,
-          {pairs_variant<F64x2, 4, 4>(), pairs_variant<F64x2, 8, 2>(), pairs_variant<F64x2, 2, 8>()}, 3, &list_neighbours};
+          {pairs_variant<F64x2, 4, 4>(), pairs_variant<F64x2, 8, 2>(), pairs_variant<F64x2, 2, 8>()}, 3,
+          &list_neighbours_scalar};
 }
 
 }  // namespace cpu
