@@ -23,8 +23,10 @@ def win(k=11, dtype=torch.float64, kind="gaussian", sigma=1.5):
     return window_1d(k, sigma, kind, dtype, "cpu")
 
 
-SHAPES = [(2, 3, 40, 37), (1, 1, 11, 11), (1, 4, 64, 300), (3, 1, 12, 19), (1, 2, 13, 15, 17), (2, 1, 11, 12, 30),
-          (1, 1, 45, 30, 70)]  # the last: several volume tiles along D, H and W, forward and backward
+# (1, 1, 150, 610): several 2D tiles along H and W, of equal sizes other than the nominal 64 x 256,
+# forward and backward. The last: several volume tiles along D, H and W.
+SHAPES = [(2, 3, 40, 37), (1, 1, 11, 11), (1, 4, 64, 300), (1, 1, 150, 610), (3, 1, 12, 19), (1, 2, 13, 15, 17),
+          (2, 1, 11, 12, 30), (1, 1, 45, 30, 70)]
 
 
 @pytest.mark.parametrize("padding", list(PADS))
@@ -42,7 +44,8 @@ def test_forward_float64(shape, padding):
 
 BACKWARD_CASES = [
     (shape, padding)
-    for shape in [(2, 3, 40, 37), (1, 1, 11, 11), (1, 1, 6, 7), (1, 2, 13, 12, 11), (1, 1, 45, 30, 70)]
+    for shape in [(2, 3, 40, 37), (1, 1, 11, 11), (1, 1, 6, 7), (1, 1, 150, 610), (1, 2, 13, 12, 11),
+                  (1, 1, 45, 30, 70)]
     for padding in PADS
     # an image smaller than the window is an error for "valid" (tested in test_ssim_api)
     if not (padding == "valid" and min(shape[2:]) < (5 if min(shape[2:]) < 11 else 11))

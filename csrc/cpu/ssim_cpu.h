@@ -20,11 +20,24 @@ inline int64_t ssim_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 struct SsimTiling {
   int64_t td, th, tw;
 };
+// Tile extent along one axis of `extent`: equal tiles of about `nominal`, as many as extent / nominal
+// rounded to the nearest (at least one). The backward tiles the padded grid, 266 wide for a 256-wide
+// image with zero padding: ceil would cut it 256 + 10, and the 10-wide tiles cost their window halos
+// and the work of a tile for 10 columns (the zero-padding backward ran 1.5x the valid one, RESULTS.md).
+inline int64_t ssim_tile_extent(int64_t extent, int64_t nominal) {
+  const int64_t tiles = std::max<int64_t>(1, (extent + nominal / 2) / nominal);
+  return std::max<int64_t>(1, ssim_ceil_div(extent, tiles));
+}
+
+// Tiles of the forward's output map (Do x Ho x Wo) or of the backward's padded grid (Dp x Hp x Wp).
 inline SsimTiling ssim_tiling(const SsimGeometry& g, bool backward = false) {
+  const int64_t D = backward ? g.Dp : g.Do, H = backward ? g.Hp : g.Ho, W = backward ? g.Wp : g.Wo;
   // Volumes: deep tiles, because the W and H passes run over the whole (D + k - 1) padded depth.
   // Measured on 128^3 and 4 x 64^3 (RESULTS.md): 2x faster forward than {4, 16, 64}.
-  if (g.volumetric) return backward ? SsimTiling{16, 24, 64} : SsimTiling{32, 16, 64};
-  return SsimTiling{1, 64, 256};
+  if (g.volumetric)
+    return backward ? SsimTiling{ssim_tile_extent(D, 16), ssim_tile_extent(H, 24), ssim_tile_extent(W, 64)}
+                    : SsimTiling{ssim_tile_extent(D, 32), ssim_tile_extent(H, 16), ssim_tile_extent(W, 64)};
+  return SsimTiling{1, ssim_tile_extent(H, 64), ssim_tile_extent(W, 256)};
 }
 
 // A work item's buffers hold its tile plus `halos` window halos per axis (1 in the forward, 2 in the
