@@ -325,7 +325,8 @@ def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
         return 2 * n**3 / time_ms(fn, device, min_runs=8, best=True) / 1e6
 
     info = _backend.build_info()
-    capped = device == "cpu" and info.get("cpu_isa_active") != info.get("cpu_isa_best") and "ONEDNN_MAX_CPU_ISA" in os.environ
+    capped = (device == "cpu" and info.get("cpu_isa_active") != info.get("cpu_isa_best")
+              and "ONEDNN_MAX_CPU_ISA" in os.environ)
     if capped and dtype == torch.float32 and torch.backends.mkldnn.is_available():
         try:
             a_dnn, b_dnn = a.to_mkldnn(), b.to_mkldnn()
@@ -334,10 +335,6 @@ def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
         except (RuntimeError, AttributeError):  # a torch without oneDNN's linear: torch.mm, said so
             pass
     return rate(lambda: torch.mm(a, b)), "torch.mm"
-
-
-def gemm_peak_gflops(device: str, dtype=torch.float32) -> float:
-    return gemm_peak(device, dtype)[0]
 
 
 def flops(op: str, mode: str, shape: tuple) -> float:
@@ -436,8 +433,8 @@ def cpu_model() -> dict:
 
 
 def run(ops=DEFAULT_OPS, device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time: float = 0.3):
-    """Runs the comparison and returns {device, dtype, gemm_peak_gflops, threads, cpu, isa, capability,
-    rows, missing_peers}: isa is fastperc's active CPU micro-kernel ISA, capability torch's."""
+    """Runs the comparison and returns {device, dtype, gemm_peak_gflops, gemm_peak_source, threads, cpu, isa,
+    capability, rows, missing_peers}: isa is fastperc's active CPU micro-kernel ISA, capability torch's."""
     peak, peak_source = gemm_peak(device)
     rows = []
     for op in ops:
