@@ -20,14 +20,16 @@
 namespace fastperc {
 namespace cpu {
 
-// Advises huge pages for the whole 2 MiB pages inside t's data (t about to be written whole).
+// Advises huge pages for the whole 2 MiB pages inside t's data (t about to be written whole), where
+// there are at least two of them: smaller tensors are not worth the system call. An error leaves the
+// pages as they were.
 inline void advise_huge_pages(const at::Tensor& t) {
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
   const uintptr_t begin = reinterpret_cast<uintptr_t>(t.data_ptr());
   const uintptr_t end = begin + static_cast<uintptr_t>(t.numel()) * t.element_size();
   const uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
-  if (last >= first + 2 * kHuge) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // errors: no advice
+  if (last >= first + 2 * kHuge) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 #else
   (void)t;
 #endif

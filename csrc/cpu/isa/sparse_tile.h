@@ -44,8 +44,8 @@ struct SparseTile {
   // Lists the neighbours among n kernel-map entries: writes the entries that are rows (>= 0) to row
   // and their positions to pos, in order, and returns how many. row and pos need room for n + 16
   // values (whole vectors are stored). Returns -1 - j instead when entry j, the first such, is
-  // neither -1 nor a row (< n_rows). A sparse map is mostly -1, so this pass over every entry costs
-  // more than the rows it finds unless it runs 8 or 16 entries a step.
+  // neither -1 nor a row (< n_rows). A sparse map is mostly -1 (87% on the 5 cm LiDAR scan): listed
+  // one entry at a time, this pass over every entry was a tenth of that forward (RESULTS.md).
   int64_t (*list)(const int32_t* entries, int64_t n, int64_t n_rows, int32_t* row, int32_t* pos);
 };
 
