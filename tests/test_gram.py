@@ -141,9 +141,9 @@ def test_one_and_two_threads_give_identical_results(dtype):
             assert torch.equal(ta, tb)
 
 
-# Past a few hundred channels the backward packs x in chunks of rows (where a tile's row of x is not
-# whole cache lines: avx2, generic); fewer channels, or avx512, read x in place. Both on every ISA,
-# with partial row tiles, ragged last columns and a sliced (row-strided) x.
+# Where a tile's row of x is not whole cache lines (avx2, generic) the backward packs x in chunks of
+# rows; avx512 reads x in place. Two chunks (C past avx2's 168 and generic's 512) on every ISA, with
+# partial row tiles, ragged last columns and a sliced (row-strided) x.
 @pytest.mark.parametrize("isa", supported_isas())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_gram_backward_every_isa_chunked_rows(isa, dtype):

@@ -6,7 +6,8 @@ spilled to the stack in these loops, and made the avx2 build 1.5x slower than th
 AVX2-only EPYC (issue 12). Each ISA's stage file is compiled here with setup.py's flags (it includes no
 torch header: a few seconds) and disassembled; an innermost loop is the span of a backward branch
 with no other backward branch inside it. (Integer reloads of row pointers in the per-pixel tail loops,
-which run fewer than one vector's width of times per row, are not what this is about.)
+which run fewer than one vector's width of times per row, are not what this is about.) The generic
+Gram and sparse tiles are checked the same way, and for how their broadcasts compile.
 """
 import os
 import re
@@ -68,3 +69,29 @@ def test_ssim_filter_inner_loops_keep_vectors_in_registers(isa, tmp_path):
             assert not spills, f"{isa}: {name}: vector spills in the loop at {start:#x}: {spills}"
             checked += 1
     assert checked >= 8, f"{isa}: found only {checked} filter loops to check"
+
+
+@pytest.mark.parametrize("source", ["gram_tile_generic", "sparse_tile_generic"])
+def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
+    # The generic tiles broadcast one scalar per row and k. Written `R{} + s`, each broadcast kept a
+    # scalar add (0 + s is not s for s = -0); written lane by lane, GCC 12 built it from five shuffles.
+    # Now it is a load and one shufps/unpcklpd: the multiply loops hold no scalar add and at most one
+    # shuffle per vector multiply, and no vector spills.
+    obj = str(tmp_path / f"{source}.o")
+    subprocess.run(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
+                    os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", obj], check=True)
+    checked = 0
+    for name, code in functions(obj).items():
+        if not any(f"{tile}<" in name for tile in ("gram_tile", "rows_tile", "pairs_tile")):
+            continue
+        for start, end in innermost_loops(code):
+            body = [text for address, text in code if start <= address <= end]
+            multiplies = [text for text in body if re.match(r"mulp[sd]\s", text)]
+            if not multiplies:
+                continue
+            shuffles = [text for text in body if re.match(r"(shufp[sd]|unpck[lh]p[sd]|pshufd|movlhps)\s", text)]
+            assert not [text for text in body if re.match(r"adds[sd]\s", text)], f"{name}: scalar adds in the loop"
+            assert len(shuffles) <= len(multiplies), f"{name}: {len(shuffles)} shuffles for {len(multiplies)} multiplies"
+            assert not [text for text in body if "(%rsp)" in text and re.search(r"%xmm", text)], f"{name}: spills"
+            checked += 1
+    assert checked >= (2 if source == "gram_tile_generic" else 12), f"{source}: only {checked} multiply loops found"

@@ -50,11 +50,11 @@ at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T sc
   // Rows of x per reduction chunk: a strip of kc rows and nr columns fills 16 KiB, half of L1.
   const int64_t kc = std::max<int64_t>(8, (int64_t{16} * 1024 / (nr * static_cast<int64_t>(sizeof(T)))) / 8 * 8);
   // Read in place, a tile's row of x is nr values: whole cache lines for avx512 (128 bytes), a line and
-  // a half for avx2's 24 floats. Packing paid off only for the latter (Zen 4, paired: avx2 1.25-1.32x
-  // faster at C = 256-512, avx512 5-9% slower, generic unchanged), and only where the strip would not
-  // fit L1 anyway (C > kc).
+  // a half for avx2's 24 floats, half a line for generic's 8. Packing paid off for the latter two at
+  // every C (Zen 4, paired: avx2 1.25-1.32x faster at C = 256-512, then style fwd+bwd 1.1-1.4x at
+  // C = 64-128; generic 1.1-1.25x at C = 64-512), not for avx512 (5-9% slower).
   const bool whole_lines = (nr * static_cast<int64_t>(sizeof(T))) % 64 == 0;
-  if (C <= kc || whole_lines) {
+  if (whole_lines) {
     // The tiles read x's rows in place, each tile one full reduction.
     const int64_t block = 8 * nr;  // columns per work item: C x block of x stays in L2
     const int64_t blocks = ceil_div(N, block);

@@ -11,11 +11,12 @@ namespace fastperc {
 namespace cpu {
 namespace {
 #include "cpu/isa/vec_neon.inc"
+#include "cpu/isa/pack8_vec16.inc"
 }  // namespace
 
 #include "cpu/isa/gram_tile_body.inc"
 
-GramTile<float> gram_tile_f32_neon() { return {4, 20, &gram_tile<F32x4, 4, 5>, nullptr}; }
+GramTile<float> gram_tile_f32_neon() { return {4, 20, &gram_tile<F32x4, 4, 5>, &pack8_f32}; }
 GramTile<double> gram_tile_f64_neon() { return {4, 12, &gram_tile<F64x2, 4, 6>, nullptr}; }
 
 }  // namespace cpu
