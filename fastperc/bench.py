@@ -189,12 +189,18 @@ class Case:
     truth: Optional[Callable[[], torch.Tensor]] = field(default=None, repr=False)
 
 
-def _gram_case(op, mode, shape, impl, device, dtype, rounded_to, seed=0):
+def _gram_inputs(shape, device, dtype, rounded_to, seed=0):
+    """x, an upstream gradient of its Gram (float64) and a style target: the same draws for every row."""
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen, dtype=torch.float64).to(rounded_to).to(device=device, dtype=dtype)
     c = shape[1]
     grad_out = torch.randn((shape[0], c, c), generator=gen, dtype=torch.float64).to(device=device)
     target = gram_matrix(torch.randn((1,) + tuple(shape[1:]), generator=gen).to(device=device, dtype=dtype))
+    return x, grad_out, target
+
+
+def _gram_case(op, mode, shape, impl, device, dtype, rounded_to, seed=0):
+    x, grad_out, target = _gram_inputs(shape, device, dtype, rounded_to, seed)
     fn = GRAM_IMPLS[op][impl]
 
     def forward(inp):
@@ -209,6 +215,44 @@ def _gram_case(op, mode, shape, impl, device, dtype, rounded_to, seed=0):
         out = forward(leaf)
         out.backward(grad_out.to(out.dtype) if op == "gram" else None)
         return leaf.grad
+
+    return forward_backward
+
+
+# The torch composite's products in a run capped below the CPU's best ISA. torch's bmm is MKL, which
+# may ignore MKL_ENABLE_INSTRUCTIONS (it does on AMD, where a "generic" run times AVX-512 GEMMs). This
+# row computes the same products with oneDNN, which keeps to ONEDNN_MAX_CPU_ISA on every vendor, so it
+# shows what the composite costs on a CPU of the capped ISA: the forward's product and the two of
+# autograd's bmm backward (one per operand: gG @ F and gG^T @ F). The features are converted to
+# oneDNN's layout before the clock starts, so the row is a lower bound on the composite's time.
+CAPPED_GEMM = "torch, capped GEMM"
+
+
+def _capped_gram_case(op, mode, shape, dtype, rounded_to, seed=0):
+    x, grad_out, target = _gram_inputs(shape, "cpu", dtype, rounded_to, seed)
+    b, c = shape[0], shape[1]
+    feats = x.reshape(b, c, -1)
+    scale = 1.0 / feats[0].numel()
+    linear = torch.ops.aten.mkldnn_linear  # linear(a, w) = a @ w^T
+    rows = [f.contiguous().to_mkldnn() for f in feats]
+    columns = [f.t().contiguous().to_mkldnn() for f in feats]
+
+    def grams():
+        return [linear(f, f).to_dense() * scale for f in rows]
+
+    if mode == "fwd":
+        if op == "gram":
+            return lambda: torch.stack(grams())
+        return lambda: torch.stack([(g - target[0]).square().mean() for g in grams()]).mean()
+
+    def forward_backward():
+        gs = grams()  # the forward runs in a training step, whether or not its value is needed here
+        if op == "gram":
+            grads = [g.to(dtype) * scale for g in grad_out]
+        else:  # mse_loss against the target, averaged over B C^2 entries
+            grads = [2 * (g - target[0]) / (b * c * c) * scale for g in gs]
+        return torch.stack([linear(g.to_mkldnn(), f_t).to_dense() + linear(g.t().contiguous().to_mkldnn(), f_t).to_dense()
+                            for g, f_t in zip(grads, columns)]).reshape(shape)
 
     return forward_backward
 
@@ -251,6 +295,8 @@ def cases(op: str, mode: str, shape: tuple, device: str, dtype=torch.float32):
         truth = _once(_gram_case(op, mode, shape, "reference", device, torch.float64, dtype))
         for impl in GRAM_IMPLS[op]:
             out.append(Case(op, mode, shape, impl, _gram_case(op, mode, shape, impl, device, dtype, dtype), truth))
+        if device == "cpu" and dtype == torch.float32 and capped_cpu_run() and torch.backends.mkldnn.is_available():
+            out.append(Case(op, mode, shape, CAPPED_GEMM, _capped_gram_case(op, mode, shape, dtype, dtype), truth))
         return out
     truths = {}
     for impl, (preset, fn) in IMAGE_IMPLS[op]().items():
@@ -312,6 +358,12 @@ def peak_memory_mb(fn, device) -> float:
         return float("nan")
 
 
+def capped_cpu_run() -> bool:
+    """Whether this process is a `--isa` run capped below the CPU's best ISA (ISA_ENV's caps are set)."""
+    info = _backend.build_info()
+    return info.get("cpu_isa_active") != info.get("cpu_isa_best") and "ONEDNN_MAX_CPU_ISA" in os.environ
+
+
 def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
     """(GFLOP/s, what measured it): the GEMM rate %peak divides by, the fastest of several square
     products. torch.mm, except in a run capped below the CPU's best ISA (`--isa`, which caps oneDNN too):
@@ -324,10 +376,7 @@ def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
     def rate(fn):
         return 2 * n**3 / time_ms(fn, device, min_runs=8, best=True) / 1e6
 
-    info = _backend.build_info()
-    capped = (device == "cpu" and info.get("cpu_isa_active") != info.get("cpu_isa_best")
-              and "ONEDNN_MAX_CPU_ISA" in os.environ)
-    if capped and dtype == torch.float32 and torch.backends.mkldnn.is_available():
+    if device == "cpu" and capped_cpu_run() and dtype == torch.float32 and torch.backends.mkldnn.is_available():
         try:
             a_dnn, b_dnn = a.to_mkldnn(), b.to_mkldnn()
             source = f"oneDNN under ONEDNN_MAX_CPU_ISA={os.environ['ONEDNN_MAX_CPU_ISA']}"
@@ -482,6 +531,8 @@ LEGEND = [
     "over a square GEMM in this run (torch.mm; oneDNN's in a run capped below the CPU's best ISA: see the head); "
     "it passes 100 where an implementation does less work than counted "
     "(the symmetric Gram computes one triangle).",
+    f"{CAPPED_GEMM} (capped runs of the Gram ops): the torch composite's products in oneDNN under "
+    "ONEDNN_MAX_CPU_ISA, whose cap holds where MKL's may not (CAPPED_GEMM in fastperc/bench.py).",
     "fastperc speedup: this row's ms over fastperc's (2.00x: fastperc is twice as fast; below 1: slower).",
     "err: largest |row - float64 reference of the row's own convention| over the reference's largest |value|, "
     "on the same inputs rounded to the benchmarked dtype.",
@@ -660,4 +711,10 @@ def summary_lines(result: dict):
             if ratios:
                 out.append(f"fastperc {op} {mode}: geometric-mean speedup over {_comparison(op, names)} "
                            f"{_geomean(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+            capped = [min(r["ms"] for r in groups[k] if r["impl"] == CAPPED_GEMM)
+                      / next(r["ms"] for r in groups[k] if r["impl"] == "fastperc")
+                      for k in groups if k[0] == op and k[1] == mode and any(r["impl"] == CAPPED_GEMM for r in groups[k])]
+            if capped:
+                out.append(f"fastperc {op} {mode}: geometric-mean speedup over {CAPPED_GEMM} {_geomean(capped):.2f}x "
+                           f"(min {min(capped):.2f}x, max {max(capped):.2f}x)")
     return out

@@ -81,6 +81,8 @@ def test_bench_quick_ssim_against_peers(tmp_path):
 def test_bench_isa_all_runs_every_isa_capped_and_side_by_side(tmp_path):
     from conftest import supported_isas
 
+    from fastperc import bench
+
     path = tmp_path / "isa.json"
     out = run_cli("bench", "--quick", "--op", "gram", "--isa", "all", "--json", str(path))
     assert out.returncode == 0, out.stderr
@@ -97,9 +99,16 @@ def test_bench_isa_all_runs_every_isa_capped_and_side_by_side(tmp_path):
             "oneDNN under ONEDNN_MAX_CPU_ISA="), result["gemm_peak_source"]
         assert f"GEMM peak ({result['gemm_peak_source']})" in out.stdout
         assert {"fastperc", "torch", "reference"} <= {r["impl"] for r in result["rows"]}
+        # below the best ISA, the composite's products also run in oneDNN under the cap (fwd and fwd+bwd
+        # of the two quick shapes), and agree with the reference
+        capped = [r for r in result["rows"] if r["impl"] == bench.CAPPED_GEMM]
+        assert len(capped) == (0 if best or not torch.backends.mkldnn.is_available() else 4), capped
+        assert all(r["err"] < 1e-5 for r in capped), capped
     assert "fastperc per CPU ISA, side by side" in out.stdout
     assert all(f"{isa} ms" in out.stdout and f"=== as a {isa} CPU runs it ===" in out.stdout for isa in supported_isas())
     assert f"[{supported_isas()[0]}] fastperc gram fwd: geometric-mean speedup over torch" in out.stdout
+    if len(supported_isas()) > 1 and torch.backends.mkldnn.is_available():
+        assert f"[{supported_isas()[0]}] fastperc gram fwd: geometric-mean speedup over {bench.CAPPED_GEMM}" in out.stdout
     bad = run_cli("bench", "--quick", "--op", "gram", "--isa", "sse9")
     assert bad.returncode == 2 and "this CPU runs" in bad.stderr
 
