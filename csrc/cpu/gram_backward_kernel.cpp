@@ -51,8 +51,8 @@ at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T sc
   const int64_t kc = std::max<int64_t>(8, (int64_t{16} * 1024 / (nr * static_cast<int64_t>(sizeof(T)))) / 8 * 8);
   // Read in place, a tile's row of x is nr values: whole cache lines for avx512 (128 bytes), a line and
   // a half for avx2's 24 floats, half a line for generic's 8. Packing paid off for the latter two at
-  // every C (Zen 4, paired: avx2 1.25-1.32x faster at C = 256-512, then style fwd+bwd 1.1-1.4x at
-  // C = 64-128; generic 1.1-1.25x at C = 64-512), not for avx512 (5-9% slower).
+  // every C (Zen 4, paired: avx2 1.25-1.32x faster at C = 256-512 and style fwd+bwd 1.26-1.29x at
+  // C = 64-128; generic 1.09-1.17x at C = 64-512), not for avx512 (packed took 0.92-1.36x the time).
   const bool whole_lines = (nr * static_cast<int64_t>(sizeof(T))) % 64 == 0;
   if (whole_lines) {
     // The tiles read x's rows in place, each tile one full reduction.
