@@ -594,10 +594,15 @@ def _comparison(op: str, names) -> str:
     return "the fastest of " + ", ".join(names)
 
 
+def _ours(row) -> bool:
+    """Whether a row times fastperc's kernels: "fastperc", or "fastperc sparse" (the VoxNet bench)."""
+    return row["impl"] == "fastperc" or row["impl"].startswith("fastperc ")
+
+
 def _others(rows):
     """The rows fastperc is compared with (not fastperc's own rows, not its pure-PyTorch reference, not a
     peer that failed to run)."""
-    others = [r for r in rows if r["impl"] not in ("fastperc", "reference") and r["ms"] == r["ms"]]
+    others = [r for r in rows if not _ours(r) and r["impl"] != "reference" and r["ms"] == r["ms"]]
     if rows and rows[0].get("op") in GRAM_OPS:
         others = [r for r in others if r["impl"] == "torch"]
     return others
@@ -612,7 +617,7 @@ def _groups(rows):
 
 
 def _fastperc_ms(rows):
-    ours = next((r for r in rows if r["impl"] == "fastperc"), None)
+    ours = next((r for r in rows if _ours(r)), None)
     return None if ours is None else ours["ms"]
 
 
@@ -662,22 +667,27 @@ def format_per_isa(combined: dict, table=None) -> str:
         lines += [f"=== as a {isa} CPU runs it ===", (table or format_table)(per_isa[isa]), ""]
     lines.append("fastperc per CPU ISA, side by side (x: times faster than the fastest other implementation "
                  "on the same capped CPU; %pk: of that run's GEMM, named in its table's head)")
-    cols = (f"{'op':<7}{'mode':<9}{'shape':<17}" + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>7}" for isa in isas))
-    lines += [cols, "-" * len(cols)]
     groups = {isa: _groups(per_isa[isa]["rows"]) for isa in isas}
+    # the chamfer and voxnet benches name longer workloads than the image shapes
+    w_op, w_mode, w_shape = (max([len(str(key[i])) + 1 for key in groups[isas[0]]] + [least])
+                             for i, least in ((0, 7), (1, 9), (2, 17)))
+    cols = (f"{'op':<{w_op}}{'mode':<{w_mode}}{'shape':<{w_shape}}"
+            + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>7}" for isa in isas))
+    lines += [cols, "-" * len(cols)]
     for key in groups[isas[0]]:
-        line = f"{key[0]:<7}{key[1]:<9}{key[2]:<17}"
+        line = f"{key[0]:<{w_op}}{key[1]:<{w_mode}}{key[2]:<{w_shape}}"
         ms = {}
         for isa in isas:
             rows = groups[isa].get(key, [])
-            ours = next((r for r in rows if r["impl"] == "fastperc"), None)
+            ours = next((r for r in rows if _ours(r)), None)
             others = _others(rows)
             if ours is None:
                 line += f"{'-':>24}"
                 continue
             ms[isa] = ours["ms"]
             ratio = f"{min(r['ms'] for r in others) / ours['ms']:.2f}x" if others else "-"
-            line += f"{ours['ms']:>12.3f}{ours.get('peak_pct', float('nan')):>5.0f}{ratio:>7}"
+            pct = ours.get("peak_pct", float("nan"))
+            line += f"{ours['ms']:>12.3f}{f'{pct:.0f}' if pct == pct else '-':>5}{ratio:>7}"
         lines.append(line)
         slower = [f"{hi} {ms[hi]:.2f} ms > {lo} {ms[lo]:.2f} ms" for lo, hi in _slower_pairs(isas, ms)]
         if slower:

@@ -72,7 +72,7 @@ def _cmd_bench(args) -> int:
 def _bench_per_isa(args) -> int:
     import tempfile
 
-    from fastperc import bench, bench_perceptual, bench_sparse
+    from fastperc import bench, bench_chamfer, bench_perceptual, bench_sparse, bench_voxnet
 
     if args.device != "cpu":
         print("fastperc bench: --isa caps the CPU kernels; it needs --device cpu", file=sys.stderr)
@@ -82,8 +82,8 @@ def _bench_per_isa(args) -> int:
     except ValueError as err:
         print(f"fastperc bench: {err}", file=sys.stderr)
         return 2
-    table = {"subm": bench_sparse.format_table, "perceptual": bench_perceptual.format_table}.get(args.op,
-                                                                                               bench.format_table)
+    table = {"subm": bench_sparse.format_table, "perceptual": bench_perceptual.format_table,
+             "chamfer": bench_chamfer.format_table, "voxnet": bench_voxnet.format_table}.get(args.op, bench.format_table)
     with tempfile.TemporaryDirectory() as tmp:
         combined = bench.run_per_isa(_bench_args(args), isas, tmp)
     print("fastperc bench: timing the rows flagged slower than the ISA below again, ISAs interleaved ...",
