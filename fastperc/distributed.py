@@ -9,6 +9,7 @@ it).
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 import torch
@@ -64,7 +65,14 @@ def setup(device: str = "auto") -> torch.device:
 
 
 def cleanup() -> None:
+    """Leaves the job: waits for every rank (a barrier), then destroys the process group. Without the
+    barrier, a rank that finished first tore its gloo group down while rank 0 was still writing the
+    checkpoint, and once aborted at exit ("terminate called without an active exception", CI). Called
+    while an exception propagates (a `finally`), it skips the barrier: the other ranks may be waiting
+    in another collective, and the barrier would hang against it instead of failing."""
     if initialized():
+        if sys.exc_info()[0] is None:
+            dist.barrier()
         dist.destroy_process_group()
 
 
