@@ -721,9 +721,8 @@ def summary_lines(result: dict):
             if ratios:
                 out.append(f"fastperc {op} {mode}: geometric-mean speedup over {_comparison(op, names)} "
                            f"{_geomean(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
-            capped = [min(r["ms"] for r in groups[k] if r["impl"] == CAPPED_GEMM)
-                      / next(r["ms"] for r in groups[k] if r["impl"] == "fastperc")
-                      for k in groups if k[0] == op and k[1] == mode and any(r["impl"] == CAPPED_GEMM for r in groups[k])]
+            capped = [r["ms"] / _fastperc_ms(groups[k]) for k in groups if k[:2] == (op, mode)
+                      for r in groups[k] if r["impl"] == CAPPED_GEMM]
             if capped:
                 out.append(f"fastperc {op} {mode}: geometric-mean speedup over {CAPPED_GEMM} {_geomean(capped):.2f}x "
                            f"(min {min(capped):.2f}x, max {max(capped):.2f}x)")

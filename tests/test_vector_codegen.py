@@ -51,20 +51,30 @@ def innermost_loops(code):
     return [(a, b) for a, b in loops if not any((c, d) != (a, b) and a <= c and d <= b for c, d in loops)]
 
 
+def compiled(source, tmp_path):
+    """functions() of csrc/cpu/isa/<source>.cpp compiled with setup.py's flags."""
+    obj = str(tmp_path / f"{source}.o")
+    subprocess.run(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
+                    os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", obj], check=True)
+    return functions(obj)
+
+
+def loop_bodies(code):
+    """(start address, instruction texts) of each innermost loop of a function."""
+    for start, end in innermost_loops(code):
+        yield start, [text for address, text in code if start <= address <= end]
+
+
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 def test_ssim_filter_inner_loops_keep_vectors_in_registers(isa, tmp_path):
-    obj = str(tmp_path / f"ssim_tile_{isa}.o")
-    subprocess.run(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
-                    os.path.join(ROOT, "csrc", "cpu", "isa", f"ssim_tile_{isa}.cpp"), "-o", obj], check=True)
     checked = 0
-    for name, code in functions(obj).items():
+    for name, code in compiled(f"ssim_tile_{isa}", tmp_path).items():
         if not any(f"{hot}<" in name for hot in HOT):
             continue
         # %rbp addresses the stack only where the function made it a frame pointer; at -O3 it is
         # usually one more data pointer (a row of the filter's input), whose loads are no spill.
         frame = r"%r[sb]p" if any(re.match(r"mov\s+%rsp,%rbp$", text) for _, text in code) else r"%rsp"
-        for start, end in innermost_loops(code):
-            body = [text for address, text in code if start <= address <= end]
+        for start, body in loop_bodies(code):
             spills = [text for text in body if re.search(r"\(" + frame + r"(,|\))", text) and re.search(r"%[xyz]mm", text)]
             assert not spills, f"{isa}: {name}: vector spills in the loop at {start:#x}: {spills}"
             checked += 1
@@ -77,15 +87,11 @@ def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
     # scalar add (0 + s is not s for s = -0); written lane by lane, GCC 12 built it from five shuffles.
     # Now it is a load and one shufps/unpcklpd: the multiply loops hold no scalar add and at most one
     # shuffle per vector multiply, and no vector spills.
-    obj = str(tmp_path / f"{source}.o")
-    subprocess.run(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
-                    os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", obj], check=True)
     checked = 0
-    for name, code in functions(obj).items():
+    for name, code in compiled(source, tmp_path).items():
         if not any(f"{tile}<" in name for tile in ("gram_tile", "rows_tile", "pairs_tile")):
             continue
-        for start, end in innermost_loops(code):
-            body = [text for address, text in code if start <= address <= end]
+        for _, body in loop_bodies(code):
             multiplies = [text for text in body if re.match(r"mulp[sd]\s", text)]
             if not multiplies:
                 continue

@@ -1,7 +1,6 @@
 // Portable micro-kernels (baseline x86-64 / any CPU) on 16-byte vectors: 4 x 8 floats and 4 x 4 doubles
 // (8 and 8 accumulators of the 16 SSE2 registers).
 #include <cstdint>
-#include <type_traits>
 
 #include "cpu/isa/gram_tile.h"
 

@@ -1,7 +1,6 @@
 // Portable knn distance tile (baseline x86-64 / any CPU) on 16-byte vectors: 2 queries per call (16
 // registers: 6 query broadcasts, 2 minima, 3 target vectors and temporaries).
 #include <cstdint>
-#include <type_traits>
 
 #include "cpu/isa/knn_tile.h"
 

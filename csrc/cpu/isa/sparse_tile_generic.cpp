@@ -2,7 +2,6 @@
 // 16 registers like the avx2 ones: rows tiles of 4 x 3, 6 x 2 and 8 x 1 vectors, pair tiles 4 x 2,
 // 8 x 1 and 2 x 4 vectors.
 #include <cstdint>
-#include <type_traits>
 
 #include "cpu/isa/sparse_tile.h"
 
