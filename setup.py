@@ -55,6 +55,11 @@ def cpu_sources(machine=None):
     return rel("csrc/*.cpp") + rel("csrc/common/*.cpp") + rel("csrc/cpu/*.cpp") + isa
 
 
+def cuda_sources():
+    """The CUDA units, added to cpu_sources() in a CUDA build (tests/aarch64_build.py compiles them too)."""
+    return rel("csrc/cuda/*.cu")
+
+
 def use_ccache():
     """Compile through ccache when it is installed (FASTPERC_CCACHE=0 opts out): a rebuild of unchanged
     units takes seconds instead of minutes. torch's compiler check rejects CXX="ccache g++", so the
@@ -96,7 +101,7 @@ def extension():
     define_macros = []
     if use_cuda:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_CUDA_ARCHS)
-        sources += rel("csrc/cuda/*.cu")
+        sources += cuda_sources()
         define_macros.append(("FASTPERC_WITH_CUDA", "1"))
         define_macros.append(("FASTPERC_CUDA_ARCHS", '"%s"' % os.environ["TORCH_CUDA_ARCH_LIST"]))
         nvcc = ["-O3", "-lineinfo", "-Xcompiler=-fno-math-errno", "-Xcompiler=" + ("-g" if debug else "-g0")]
@@ -118,7 +123,7 @@ def extension():
     )
 
 
-# Run by pip / setuptools (as __main__); tests/test_aarch64.py imports cpu_sources() from here.
+# Run by pip / setuptools (as __main__); tests/aarch64_build.py imports cpu_sources() and cuda_sources().
 if __name__ == "__main__":
     use_ccache()
     setup(
