@@ -4,7 +4,9 @@ on a crop of the grid, fastperc vs dense conv3d over the whole crop.
 
 Modes: "map" builds the kernel map only (spconv: spconv.pytorch.ops.get_indice_pairs, what its forward
 calls for a new tensor); "fwd" runs the convolution on a prebuilt map (spconv: its cached indices);
-"fwd+bwd" adds the backward to features and weights. err: max |out - float64 reference| /
+"fwd+bwd" adds the backward to features and weights for a given output gradient (autograd.grad's
+grad_outputs: no loss computed, whose elementwise passes over the output took a quarter of the row's
+time on the 5 cm scan). err: max |out - float64 reference| /
 max |reference| (forward output, or the feature gradient). GFLOP/s counts the useful work for every
 implementation: 2 * pairs * C_in * C_out flop forward, three times that forward+backward (the feature
 and weight gradients are one such product each); %peak divides it by a square GEMM in the same run
@@ -96,7 +98,7 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
         def fwd_bwd(fn):
             def run_once():  # a training step's gradients: features and weights (reported: features)
                 f, w = feats.detach().requires_grad_(True), weight.detach().requires_grad_(True)
-                g_f, _ = torch.autograd.grad((fn(f, w, kmap) * grad).sum(), (f, w))
+                g_f, _ = torch.autograd.grad(fn(f, w, kmap), (f, w), grad)
                 return g_f
             return run_once
 
@@ -172,7 +174,7 @@ def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.f
     def fwd_bwd(fn, w0):
         def run_once():  # gradients for features and weights, as in training (reported: features)
             f, w = feats.detach().requires_grad_(True), w0.detach().requires_grad_(True)
-            g_f, _ = torch.autograd.grad((fn(f, w) * grad).sum(), (f, w))
+            g_f, _ = torch.autograd.grad(fn(f, w), (f, w), grad)
             return g_f
         return run_once
 
@@ -219,7 +221,7 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
     def fwd_bwd():
         f = feats.detach().requires_grad_(True)
         t = spc.SparseConvTensor(f, coords, spatial, 1, indice_dict=indices)
-        g_f, _ = torch.autograd.grad((conv(t).features * grad).sum(), (f, conv.weight))
+        g_f, _ = torch.autograd.grad(conv(t).features, (f, conv.weight), grad)
         return g_f
 
     rows = []
