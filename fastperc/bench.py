@@ -626,12 +626,25 @@ def _slower_pairs(isas, ms):
     return [(lo, hi) for lo, hi in zip(isas, isas[1:]) if lo in ms and hi in ms and ms[hi] > ms[lo]]
 
 
-def recheck_slower(combined: dict, rounds: int = 7, min_time: float = 0.05) -> dict:
+def _recheck_call(op, mode, shape, dtype, scan=None):
+    """fastperc's call of a row, rebuilt for recheck_slower: the ops of this module, and the sparse
+    convolution and Chamfer benches' rows; None for the others (the perceptual step, VoxNet, crops)."""
+    if op in OPS:
+        dims = tuple(int(n) for n in shape.split("x"))
+        return next(c for c in cases(op, mode, dims, "cpu", dtype) if c.impl == "fastperc").run
+    from fastperc import bench_chamfer, bench_sparse  # (they import this module)
+
+    module = {"subm": bench_sparse, "chamfer": bench_chamfer}.get(op)
+    return None if module is None else module.recheck_call(mode, shape, dtype, scan)
+
+
+def recheck_slower(combined: dict, rounds: int = 7, min_time: float = 0.05, scan: str | None = None) -> dict:
     """Times fastperc's call again for every row where an ISA's run was slower than the ISA below, in this
     one process, switching the ISA between runs (fastperc._C.set_cpu_isa) round after round: a machine
     that slows down during one ISA's process (another tenant, a clock change) flags a row there but not
-    here. Only fastperc's own CPU ISA changes here (torch is not capped), and only the ops of this
-    module (not subm). Adds combined["recheck"]: {"op|mode|shape": {isa: median ms}}."""
+    here. Only fastperc's own CPU ISA changes here (torch is not capped); the rows are those
+    _recheck_call rebuilds (scan: the subm bench's --scan). Adds combined["recheck"]: {"op|mode|shape":
+    {isa: median ms}}."""
     isas, per_isa = combined["isas"], combined["per_isa"]
     dtype = getattr(torch, per_isa[isas[0]].get("dtype", "float32"))
     groups = {isa: _groups(per_isa[isa]["rows"]) for isa in isas}
@@ -640,10 +653,11 @@ def recheck_slower(combined: dict, rounds: int = 7, min_time: float = 0.05) -> d
         op, mode, shape = key
         ms = {isa: _fastperc_ms(groups[isa].get(key, [])) for isa in isas}
         ms = {isa: v for isa, v in ms.items() if v is not None}
-        if op not in OPS or not _slower_pairs(isas, ms):
+        if not _slower_pairs(isas, ms):
             continue
-        dims = tuple(int(n) for n in shape.split("x"))
-        call = next(c for c in cases(op, mode, dims, "cpu", dtype) if c.impl == "fastperc").run
+        call = _recheck_call(op, mode, shape, dtype, scan)
+        if call is None:
+            continue
         times = {isa: [] for isa in isas}
         active = _backend._C.cpu_isa()
         try:

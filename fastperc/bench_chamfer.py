@@ -16,6 +16,8 @@ that brute-force count by the time for every row, so the grid search's rate can 
 """
 from __future__ import annotations
 
+import re
+
 import torch
 
 import fastperc
@@ -25,6 +27,7 @@ from fastperc.geometry import ProceduralShapes
 
 CLOUD_SIZES = {"cpu": [2048, 16384], "cuda": [16384, 65536]}
 QUICK_SIZES = [512]
+SCAN_WORKLOAD = "LiDAR scan vs 1 cm jitter"
 # The cdist composite holds B x N x M distances about four times over (distances, squares and their
 # gradients): rows that would need more than this are reported, not run.
 COMPOSITE_LIMIT_BYTES = 16 << 30
@@ -66,13 +69,29 @@ def reference_chamfer(x, y):
 IMPLS = {"fastperc": fastperc.chamfer_distance, "reference": reference_chamfer, "torch cdist+min": composite_chamfer}
 
 
-def _row(workload, impl, x, y, truth, pairs, device, min_time):
+def _step(impl, x, y):
+    """The timed call: the loss and its gradient (both clouds require it; the one for x is asked for)."""
     def step():
         a, b = x.detach().requires_grad_(True), y.detach().requires_grad_(True)
         loss = IMPLS[impl](a, b)
         (grad_x,) = torch.autograd.grad(loss, (a,))
         return loss, grad_x
+    return step
 
+
+def recheck_call(mode: str, shape: str, dtype: torch.dtype = torch.float32, scan: str | None = None):
+    """fastperc's call of the row (mode, shape) on the CPU (what `fastperc bench --isa` times again with
+    the ISAs interleaved)."""
+    if shape == SCAN_WORKLOAD:
+        return _step("fastperc", *_scan_clouds("cpu", dtype))
+    match = re.fullmatch(r"2 x (\d+) vs \d+ (same|other) shape", shape)
+    if match is None:
+        return None
+    return _step("fastperc", *_surface_clouds(2, int(match[1]), match[2] == "same", "cpu", dtype))
+
+
+def _row(workload, impl, x, y, truth, pairs, device, min_time):
+    step = _step(impl, x, y)
     loss, grad_x = step()
     err = max(abs(loss.item() - truth[0].item()) / abs(truth[0].item()),
               ((grad_x.double().cpu() - truth[1]).abs().max() / truth[1].abs().max()).item())
@@ -88,7 +107,7 @@ def run(quick: bool = False, device: str = "cpu", dtype: torch.dtype = torch.flo
     workloads = [(f"2 x {n} vs {n} {'same' if same else 'other'} shape", *_surface_clouds(2, n, same, device, dtype))
                  for n in (QUICK_SIZES if quick else CLOUD_SIZES[device]) for same in (True, False)]
     if scan and not quick:
-        workloads.append(("LiDAR scan vs 1 cm jitter", *_scan_clouds(device, dtype)))
+        workloads.append((SCAN_WORKLOAD, *_scan_clouds(device, dtype)))
     for name, x, y in workloads:
         # Ground truth: the float64 kernel (itself tested against the reference in the test suite).
         a, b = x.detach().double().cpu().requires_grad_(True), y.detach().double().cpu()

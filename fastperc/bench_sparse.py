@@ -15,6 +15,7 @@ and weight gradients are one such product each); %peak divides it by a square GE
 from __future__ import annotations
 
 import os
+import re
 
 import torch
 
@@ -86,27 +87,10 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
         feats, weight, grad = (t.to(device, dtype) for t in (feats, weight, grad))
         kmap = kmap_cpu.to(device)
 
-        def fp_map():
-            return torch.ops.fastperc.sparse_kernel_map(base.coords, base.coords, [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
-
-        def ref_map():
-            return reference.sparse.kernel_map(base.coords, base.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
-
-        def fwd(fn):
-            return lambda: fn(feats, weight, kmap)
-
-        def fwd_bwd(fn):
-            def run_once():  # a training step's gradients: features and weights (reported: features)
-                f, w = feats.detach().requires_grad_(True), weight.detach().requires_grad_(True)
-                g_f, _ = torch.autograd.grad(fn(f, w, kmap), (f, w), grad)
-                return g_f
-            return run_once
-
-        impls = {"fastperc": (fp_map, torch.ops.fastperc.sparse_conv), "reference": (ref_map, reference.sparse.conv)}
-        for impl, (build, conv) in impls.items():
-            rows.append(_row("map", shape, impl, n, build, None, None, min_time))
-            rows.append(_row("fwd", shape, impl, n, fwd(conv), truth_fwd, None, min_time))
-            rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(conv), truth_grad, None, min_time))
+        for impl in ("fastperc", "reference"):
+            for mode, truth in (("map", None), ("fwd", truth_fwd), ("fwd+bwd", truth_grad)):
+                call = _call(impl, mode, base.coords, feats, weight, grad, kmap)
+                rows.append(_row(mode, shape, impl, n, call, truth, None, min_time))
         if spc is not None:
             try:
                 rows.extend(_spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time))
@@ -129,6 +113,38 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
     return {"source": source, "threads": torch.get_num_threads(), "rows": rows, "spconv": spc is not None,
             "device": device, "dtype": str(dtype).replace("torch.", ""), "gemm_peak_gflops": peak,
             "gemm_peak_source": peak_source}
+
+
+def _call(impl, mode, coords, feats, weight, grad, kmap):
+    """The timed call of a row of fastperc or the reference: map, fwd or fwd+bwd."""
+    if mode == "map":
+        if impl == "fastperc":
+            return lambda: torch.ops.fastperc.sparse_kernel_map(coords, coords, [3] * 3, [1] * 3, [1] * 3, [1] * 3, False)
+        return lambda: reference.sparse.kernel_map(coords, coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+    conv = torch.ops.fastperc.sparse_conv if impl == "fastperc" else reference.sparse.conv
+    if mode == "fwd":
+        return lambda: conv(feats, weight, kmap)
+
+    def fwd_bwd():  # a training step's gradients: features and weights (reported: features)
+        f, w = feats.detach().requires_grad_(True), weight.detach().requires_grad_(True)
+        g_f, _ = torch.autograd.grad(conv(f, w, kmap), (f, w), grad)
+        return g_f
+    return fwd_bwd
+
+
+def recheck_call(mode: str, shape: str, dtype: torch.dtype = torch.float32, scan: str | None = None):
+    """fastperc's call of the row (mode, shape) on the CPU (what `fastperc bench --isa` times again with
+    the ISAs interleaved), or None for a row it cannot rebuild (the crops)."""
+    match = re.fullmatch(r"(\d+)cm C=(\d+) \(\d+k\)", shape)
+    if match is None:
+        return None
+    base = voxelize(load_points(scan)[0], int(match[1]) / 100)
+    channels = int(match[2])
+    g = torch.Generator().manual_seed(0)
+    feats, grad = (torch.randn(len(base.coords), channels, generator=g, dtype=dtype) for _ in range(2))
+    weight = torch.randn(27, channels, channels, generator=g, dtype=dtype) / (27 * channels) ** 0.5
+    kmap = SF.kernel_map(base.coords, base.coords, (3,) * 3, (1,) * 3, (1,) * 3, (1,) * 3)
+    return _call("fastperc", mode, base.coords, feats, weight, grad, kmap)
 
 
 def _set_work(rows, kmap, channels):

@@ -251,3 +251,28 @@ def test_bench_isa_recheck_times_flagged_rows_again_interleaved():
     assert "SLOWER THAN THE ISA BELOW" in text and "interleaved in one process: " in text
     assert ("still slower: " in text) == bool(bench._slower_pairs(isas, again))
     assert _backend._C.cpu_isa() == active  # restored
+
+
+def test_bench_isa_recheck_rebuilds_the_sparse_and_chamfer_rows():
+    """The recheck covers the subm and chamfer benches too: their rows' calls are rebuilt from the row's
+    mode and shape (crops, which it cannot rebuild, are left flagged without a recheck)."""
+    from conftest import supported_isas
+    from fastperc import bench, bench_chamfer, bench_sparse
+
+    isas = supported_isas()
+    if len(isas) < 2:
+        pytest.skip("one CPU ISA: nothing is compared")
+    subm, chamfer = "40cm C=16 (3k)", "2 x 512 vs 512 other shape"
+    keys = [("subm", mode, subm) for mode in ("map", "fwd", "fwd+bwd")] + [("chamfer", "fwd+bwd", chamfer),
+                                                                          ("subm", "fwd", "40cm C=16 crop 16x16x8 (1.0%)")]
+    rows = lambda ms: [{"op": op, "mode": mode, "shape": shape, "impl": impl, "ms": ms if impl != "spconv" else 1.0}  # noqa: E731
+                       for op, mode, shape in keys for impl in ("fastperc", "spconv")]
+    combined = {"isas": isas, "per_isa": {isa: {"dtype": "float32", "rows": rows(1.0 + i)} for i, isa in enumerate(isas)}}
+    recheck = bench.recheck_slower(combined, rounds=1, min_time=0.0)
+    assert set(recheck) == {"|".join(key) for key in keys[:4]}
+    assert all(set(again) == set(isas) and all(v > 0 for v in again.values()) for again in recheck.values())
+    assert bench_sparse.recheck_call("fwd", keys[4][2]) is None
+    g_f = bench_sparse.recheck_call("fwd+bwd", subm)()
+    assert g_f.shape[1] == 16 and torch.isfinite(g_f).all()
+    loss, grad_x = bench_chamfer.recheck_call("fwd+bwd", chamfer)()
+    assert loss.item() > 0 and grad_x.shape == (2, 512, 3)
