@@ -626,6 +626,12 @@ def _slower_pairs(isas, ms):
     return [(lo, hi) for lo, hi in zip(isas, isas[1:]) if lo in ms and hi in ms and ms[hi] > ms[lo]]
 
 
+def _isa_independent(rows):
+    """Whether fastperc's row runs the same code under every ISA (a bench marks such rows, e.g. the
+    kernel-map build): its ISAs are not compared, as any difference is noise."""
+    return any(_ours(r) and r.get("isa_independent") for r in rows)
+
+
 def _recheck_call(op, mode, shape, dtype, scan=None):
     """fastperc's call of a row, rebuilt for recheck_slower: the ops of this module, and the sparse
     convolution and Chamfer benches' rows; None for the others (the perceptual step, VoxNet, crops)."""
@@ -653,7 +659,7 @@ def recheck_slower(combined: dict, rounds: int = 7, min_time: float = 0.05, scan
         op, mode, shape = key
         ms = {isa: _fastperc_ms(groups[isa].get(key, [])) for isa in isas}
         ms = {isa: v for isa, v in ms.items() if v is not None}
-        if not _slower_pairs(isas, ms):
+        if not _slower_pairs(isas, ms) or _isa_independent(groups[isas[0]][key]):
             continue
         call = _recheck_call(op, mode, shape, dtype, scan)
         if call is None:
@@ -704,7 +710,9 @@ def format_per_isa(combined: dict, table=None) -> str:
             line += f"{ours['ms']:>12.3f}{f'{pct:.0f}' if pct == pct else '-':>5}{ratio:>7}"
         lines.append(line)
         slower = [f"{hi} {ms[hi]:.2f} ms > {lo} {ms[lo]:.2f} ms" for lo, hi in _slower_pairs(isas, ms)]
-        if slower:
+        if _isa_independent(groups[isas[0]][key]):
+            lines[-1] += "  (same code on every ISA)"
+        elif slower:
             lines.append(f"    SLOWER THAN THE ISA BELOW: {'; '.join(slower)}")
             again = combined.get("recheck", {}).get("|".join(key))
             if again:

@@ -276,3 +276,16 @@ def test_bench_isa_recheck_rebuilds_the_sparse_and_chamfer_rows():
     assert g_f.shape[1] == 16 and torch.isfinite(g_f).all()
     loss, grad_x = bench_chamfer.recheck_call("fwd+bwd", chamfer)()
     assert loss.item() > 0 and grad_x.shape == (2, 512, 3)
+
+
+def test_bench_isa_does_not_compare_rows_whose_code_is_the_same_on_every_isa():
+    from conftest import supported_isas
+    from fastperc import bench
+
+    isas = supported_isas()
+    rows = lambda ms: [{"op": "subm", "mode": "map", "shape": "40cm C=16 (3k)", "impl": "fastperc", "ms": ms,  # noqa: E731
+                        "isa_independent": True}]
+    combined = {"isas": isas, "per_isa": {isa: {"dtype": "float32", "rows": rows(1.0 + i)} for i, isa in enumerate(isas)}}
+    assert bench.recheck_slower(combined, rounds=1, min_time=0.0) == {}
+    text = bench.format_per_isa(combined, table=lambda result: "")
+    assert "SLOWER" not in text and "(same code on every ISA)" in text
