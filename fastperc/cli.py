@@ -86,7 +86,7 @@ def _bench_per_isa(args) -> int:
              "chamfer": bench_chamfer.format_table, "voxnet": bench_voxnet.format_table}.get(args.op, bench.format_table)
     with tempfile.TemporaryDirectory() as tmp:
         combined = bench.run_per_isa(_bench_args(args), isas, tmp)
-    print("fastperc bench: timing the rows flagged slower than the ISA below again, ISAs interleaved ...",
+    print("fastperc bench: timing any row flagged slower than the ISA below again, ISAs interleaved ...",
           file=sys.stderr, flush=True)
     bench.recheck_slower(combined, min_time=0.02 if args.quick else 0.05, scan=args.scan)
     return _report(combined, lambda result: bench.format_per_isa(result, table), args.json)
