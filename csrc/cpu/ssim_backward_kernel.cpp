@@ -185,8 +185,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int64_t cd = std::min(od0 + od, g.Do) - cd0, ch = std::min(oh0 + oh, g.Ho) - ch0;
       const int64_t cw = std::min(ow0 + ow, g.Wo) - cw0;
       const int64_t id = cd + g.kd - 1, ih = ch + g.k - 1, iw = cw + g.k - 1;
-      const int64_t ni = id * ih * iw, nc = cd * ch * cw, no = od * oh * ow, nt = td * th * tw;
-      scratch.resize(2 * 5 * std::max(ni, no));
+      const int64_t nc = cd * ch * cw, no = od * oh * ow, nt = td * th * tw;
+      scratch.resize(std::max(ssim_scratch_size<T>(5, id, ih, iw), ssim_scratch_size<T>(filtered, od, oh, ow)));
       moments.resize(5 * nc);
       wgs.resize(nc);
       dmap.resize(5 * nc);

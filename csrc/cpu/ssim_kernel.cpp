@@ -47,8 +47,8 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       const SsimTileBox box = ssim_tile_box(tile, g.Do, g.Ho, g.Wo, t);
       const int64_t od0 = box.d0, oh0 = box.h0, ow0 = box.w0, od = box.nd, oh = box.nh, ow = box.nw;
       const int64_t pd = od + g.kd - 1, ph = oh + g.k - 1, pw = ow + g.k - 1;
-      const int64_t np = pd * ph * pw, no = od * oh * ow;
-      scratch.resize(2 * 5 * np);
+      const int64_t no = od * oh * ow;
+      scratch.resize(ssim_scratch_size<T>(5, pd, ph, pw));
       moments.resize(5 * no);
       ssim.resize(no);
       cs.resize(no);
