@@ -157,6 +157,30 @@ def test_every_isa_row_tails(isa, width, dtype, window):
     assert rel_err(g_ssim.double(), ge_ssim) < tol * 10
 
 
+# The H pass takes kFilterRows output rows at a time (8 under avx512/NEON, 3 avx2, 2 generic) for the
+# symmetric windows compiled with their width (3 to 15 taps), the last group shifted back onto rows
+# already written; fewer output rows than a group, and other widths, go a row at a time. Each compiled
+# width and one past them, at heights from one output row to past two groups, volumes (whose D pass
+# runs row by row) included, on every ISA, forward and backward against the float64 reference.
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("k", [3, 5, 7, 9, 11, 13, 15, 17])
+def test_every_isa_compiled_window_widths(isa, k):
+    w = win(k, sigma=k / 5 + 0.1)
+    shapes = [(1, 2, k + rows - 1, 37) for rows in (1, 2, 3, 7, 8, 9, 17)] + [(1, 1, k + 8, k + 2, 21)]
+    for shape in shapes:
+        x, y = pair(shape)
+        xr = x.clone().requires_grad_(True)
+        with cpu_isa(isa):
+            got = torch.ops.fastperc.ssim(xr, y, w, C1, C2, 0)
+            (g,) = torch.autograd.grad(got[0].sum() + 0.5 * got[1].sum(), xr)
+        xd = x.clone().requires_grad_(True)
+        exp = reference.ssim(xd, y, w, C1, C2, 0)
+        (ge,) = torch.autograd.grad(exp[0].sum() + 0.5 * exp[1].sum(), xd)
+        for a, b in zip(got, exp):
+            assert rel_err(a, b) < 1e-11, shape
+        assert rel_err(g, ge) < 1e-10, shape
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 130, 300), (1, 2, 70, 50, 80)], ids=str)
 def test_one_and_two_threads_identical(shape):
     x, y = pair(shape, dtype=torch.float32)
