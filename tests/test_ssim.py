@@ -164,7 +164,7 @@ def test_every_isa_row_tails(isa, width, dtype, window):
 # runs row by row) included, on every ISA, forward and backward against the float64 reference.
 @pytest.mark.parametrize("isa", supported_isas())
 @pytest.mark.parametrize("k", [3, 5, 7, 9, 11, 13, 15, 17])
-def test_every_isa_compiled_window_widths(isa, k):
+def test_every_isa_fixed_window_widths(isa, k):
     w = win(k, sigma=k / 5 + 0.1)
     shapes = [(1, 2, k + rows - 1, 37) for rows in (1, 2, 3, 7, 8, 9, 17)] + [(1, 1, k + 8, k + 2, 21)]
     for shape in shapes:
