@@ -20,7 +20,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = ["-std=c++20", "-O3", "-fPIC", "-Wno-psabi", "-fno-math-errno", "-ffp-contract=off"]  # as setup.py
-HOT = ("correlate_block", "correlate_last", "correlate_rows", "correlate_rows_h", "correlate_rows_symmetric", "correlate_last_xy")
+HOT = ("correlate_block", "correlate_last", "correlate_rows", "correlate_rows_h", "correlate_rows_symmetric",
+       "correlate_last_xy")
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("objdump") and os.uname().machine == "x86_64"), reason="needs objdump on x86-64")
