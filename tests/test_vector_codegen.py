@@ -78,7 +78,8 @@ def test_ssim_filter_inner_loops_keep_vectors_in_registers(isa, tmp_path):
         # usually one more data pointer (a row of the filter's input), whose loads are no spill.
         frame = r"%r[sb]p" if any(re.match(r"mov\s+%rsp,%rbp$", text) for _, text in code) else r"%rsp"
         for start, body in loop_bodies(code):
-            on_stack = [text for text in body if re.search(r"\(" + frame + r"(,|\))", text) and re.search(r"%[xyz]mm", text)]
+            on_stack = [text for text in body
+                        if re.search(r"\(" + frame + r"(,|\))", text) and re.search(r"%[xyz]mm", text)]
             # AT&T syntax: the destination is the last operand, so a store ends with the stack address.
             stores = [text for text in on_stack if re.search(r"\(" + frame + r"(,[^)]*)?\)$", text)]
             assert not stores, f"{isa}: {name}: vector spills in the loop at {start:#x}: {on_stack}"
