@@ -36,8 +36,9 @@ def test_forward_matches_reference(shape, dtype):
 @pytest.mark.parametrize("isa", supported_isas())
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 def test_every_isa_matches_reference(isa, dtype):
-    # The last two: three column slabs; C past 128, where avx512's Gram forward changes tiles.
-    for shape in [(2, 45, 333), (1, 100, 129), (1, 5, 9), (1, 30, 16500), (1, 150, 70)]:
+    # (1, 30, 16500): three column slabs; (1, 150, 70): C past 128, where avx512's Gram forward changes
+    # tiles; (2, 64, 40): generic's 6-row tiles end past C and past the 8-wide panels (66 rows of 64).
+    for shape in [(2, 45, 333), (1, 100, 129), (1, 5, 9), (1, 30, 16500), (1, 150, 70), (2, 64, 40)]:
         x = torch.randn(shape, dtype=torch.float64).to(dtype)
         with cpu_isa(isa):
             out = torch.ops.fastperc.gram(x, 0.5)

@@ -92,7 +92,8 @@ def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
     # The generic tiles broadcast one scalar per row and k. Written `R{} + s`, each broadcast kept a
     # scalar add (0 + s is not s for s = -0); written lane by lane, GCC 12 built it from five shuffles.
     # Now it is a load and one shufps/unpcklpd: the multiply loops hold no scalar add and at most one
-    # shuffle per vector multiply, and no vector spills.
+    # shuffle per vector multiply, and no vector spills. The Gram tile loads its a values pre-broadcast
+    # (GramTile::a_lanes): no shuffle at all.
     checked = 0
     for name, code in compiled(source, tmp_path).items():
         if not any(f"{tile}<" in name for tile in ("gram_tile", "rows_tile", "pairs_tile")):
@@ -103,7 +104,8 @@ def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
                 continue
             shuffles = [text for text in body if re.match(r"(shufp[sd]|unpck[lh]p[sd]|pshufd|movlhps)\s", text)]
             assert not [text for text in body if re.match(r"adds[sd]\s", text)], f"{name}: scalar adds in the loop"
-            assert len(shuffles) <= len(multiplies), f"{name}: {len(shuffles)} shuffles for {len(multiplies)} multiplies"
+            allowed = 0 if source == "gram_tile_generic" else len(multiplies)
+            assert len(shuffles) <= allowed, f"{name}: {len(shuffles)} shuffles for {len(multiplies)} multiplies"
             assert not [text for text in body if "(%rsp)" in text and re.search(r"%xmm", text)], f"{name}: spills"
             checked += 1
     assert checked >= (2 if source == "gram_tile_generic" else 12), f"{source}: only {checked} multiply loops found"

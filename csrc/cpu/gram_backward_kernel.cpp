@@ -25,22 +25,26 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 template <typename T>
 at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T scale) {
   const GramTile<T> tile = active_gram_tile<T>();
-  const int mr = tile.mr, nr = tile.nr;
+  const int mr = tile.mr, nr = tile.nr, lanes = tile.a_lanes;
   const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
   const int64_t sb = x.stride(0), sc = x.stride(1);
   const int64_t row_tiles = ceil_div(C, mr);
 
-  // S = scale (G + G^T) packed per tile of mr output rows, k-major: panel[t][j][r] = S[t * mr + r][j]
-  // (zero past row C), so a tile streams its contiguous panel from L1 for every column strip.
+  // S = scale (G + G^T) packed per tile of mr output rows, k-major, each value `lanes` times:
+  // panel[t][j][r][l] = S[t * mr + r][j] (zero past row C), so a tile streams its contiguous panel
+  // from L1 for every column strip. `mr * lanes` values a panel row (the unit of the offsets below).
+  const int64_t row_len = int64_t{mr} * lanes;
   const at::Tensor g = grad.contiguous();
   const T* g_data = g.const_data_ptr<T>();
-  std::vector<T> panels(static_cast<size_t>(B * row_tiles * C * mr), T(0));
+  std::vector<T> panels(static_cast<size_t>(B * row_tiles * C * row_len), T(0));
   at::parallel_for(0, B * C, 64, [&](int64_t begin, int64_t end) {
     for (int64_t bj = begin; bj < end; ++bj) {
       const int64_t b = bj / C, j = bj % C;
       const T* gb = g_data + b * C * C;
-      for (int64_t i = 0; i < C; ++i)
-        panels[((b * row_tiles + i / mr) * C + j) * mr + i % mr] = scale * (gb[i * C + j] + gb[j * C + i]);
+      for (int64_t i = 0; i < C; ++i) {
+        T* dst = &panels[((b * row_tiles + i / mr) * C + j) * row_len + (i % mr) * lanes];
+        std::fill(dst, dst + lanes, scale * (gb[i * C + j] + gb[j * C + i]));
+      }
     }
   });
 
@@ -72,7 +76,7 @@ at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T sc
             std::copy(xb + j * sc + full_end, xb + j * sc + full_end + width, &edge_b[j * nr]);
         }
         for (int64_t t = 0; t < row_tiles; ++t) {
-          const T* a = panels.data() + (b * row_tiles + t) * C * mr;
+          const T* a = panels.data() + (b * row_tiles + t) * C * row_len;
           const int64_t i0 = t * mr, rows = std::min<int64_t>(mr, C - i0);
           for (int64_t n0 = n_begin; n0 < n_end; n0 += nr) {
             const int64_t width = std::min<int64_t>(nr, n_end - n0);
@@ -121,7 +125,7 @@ at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T sc
         }
         for (int64_t st = 0; st < used; ++st)
           for (int64_t t = 0; t < row_tiles; ++t)
-            tile.tile(k_len, panels.data() + ((b * row_tiles + t) * C + k0) * mr, mr,
+            tile.tile(k_len, panels.data() + ((b * row_tiles + t) * C + k0) * row_len, mr,
                       packed.data() + st * kc * nr, nr, acc.data() + t * mr * block + st * nr, block,
                       /*accumulate=*/k0 > 0);
       }

@@ -110,29 +110,62 @@ void pack_bf16_pairs(const c10::BFloat16* x, int64_t sc, int64_t C, int64_t firs
   }
 }
 
-// One register-tile kernel and how to pack for it: `step` columns of x per packed element.
+// One register-tile kernel and how to pack for it: `step` columns of x per packed element, `a_lanes`
+// copies of each value the tile broadcasts (GramTile::a_lanes).
 template <typename packed_t, typename acc_t>
 struct GramPlan {
   int mr, nr, step, panel_kib;
   void (*tile)(int64_t depth, const packed_t* a, int64_t lda, const packed_t* b, int64_t ldb, acc_t* c, int64_t ldc,
                bool accumulate);
+  int a_lanes = 1;
 };
+
+// The tile rows [first_row, first_row + tiles * mr) of the packed panels (k-major, nr wide, the first
+// holding row first_panel * nr), each value stored LANES times: dst[((t * depth + k) * mr + r) * LANES + l].
+// Rows past the panels (a last tile row past C when mr does not divide nr) are zero. Written in order,
+// LANES copies a store (GCC makes them one shuffle and one vector store): at C = 64 a scalar store per
+// copy made the generic forward 1.4x slower than without the copies.
+template <int LANES, typename T>
+void pack_broadcast_rows(const T* panels, int64_t first_panel, int64_t panel_count, int nr, int64_t depth,
+                         int64_t first_row, int64_t tiles, int mr, T* dst) {
+  constexpr int kMaxRows = 16;
+  TORCH_INTERNAL_ASSERT(mr <= kMaxRows);
+  const T zero[1] = {T(0)};
+  for (int64_t t = 0; t < tiles; ++t) {
+    const T* src[kMaxRows];
+    int64_t step[kMaxRows];
+    for (int r = 0; r < mr; ++r) {
+      const int64_t row = first_row + t * mr + r, panel = row / nr - first_panel;
+      src[r] = panel < panel_count ? panels + panel * depth * nr + row % nr : zero;
+      step[r] = panel < panel_count ? nr : 0;
+    }
+    T* out = dst + t * depth * mr * LANES;
+    for (int64_t k = 0; k < depth; ++k, out += mr * LANES)
+      for (int r = 0; r < mr; ++r) {
+        const T v = src[r][k * step[r]];
+        for (int l = 0; l < LANES; ++l) out[r * LANES + l] = v;
+      }
+  }
+}
 
 template <typename scalar_t, typename acc_t, typename packed_t, typename Pack>
 void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const GramPlan<packed_t, acc_t>& plan,
                     Pack&& pack_panels_of) {
-  const int mr = plan.mr, nr = plan.nr, step = plan.step;
-  TORCH_INTERNAL_ASSERT(nr % mr == 0, "fastperc: Gram tile ", mr, " x ", nr, ": mr must divide nr");
+  const int mr = plan.mr, nr = plan.nr, step = plan.step, lanes = plan.a_lanes;
+  // With one lane, tile rows are read from the same packed panels as tile columns: mr divides nr.
+  // With more, they are packed apart (pack_broadcast_rows).
+  TORCH_INTERNAL_ASSERT(lanes == 1 ? nr % mr == 0 : lanes == 2 || lanes == 4, "fastperc: Gram tile ", mr, " x ", nr,
+                        " with ", lanes, " lanes: one lane needs mr to divide nr; more, 2 or 4");
   const int64_t B = x.size(0), C = x.size(1), N = x.size(2);
   const int64_t sb = x.stride(0);
-  // mr divides nr: tile rows are read from the same packed panels as tile columns.
   const int64_t row_tiles = ceil_div(C, mr), col_tiles = ceil_div(C, nr);
   const int64_t ld = col_tiles * nr;
+  const int64_t rows = std::max(ld, row_tiles * mr);  // a partial's rows: the last tile row may pass ld
   const int64_t kc = panel_depth(nr, sizeof(packed_t), plan.panel_kib);  // packed elements per step
-  const int64_t slab = slab_columns(B, N, ld, ld, kc * step, sizeof(acc_t));
+  const int64_t slab = slab_columns(B, N, rows, ld, kc * step, sizeof(acc_t));
   const int64_t slabs = ceil_div(N, slab);
 
-  at::Tensor partial = at::zeros({B, slabs, ld, ld}, out.options());
+  at::Tensor partial = at::zeros({B, slabs, rows, ld}, out.options());
   acc_t* partial_data = partial.data_ptr<acc_t>();
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
 
@@ -140,23 +173,33 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const Gra
   const std::vector<int64_t> bounds = balanced_row_groups(row_tiles, groups, mr, nr, col_tiles);
 
   at::parallel_for(0, B * slabs * groups, 1, [&](int64_t begin, int64_t end) {
-    std::vector<packed_t> pack;
+    std::vector<packed_t> pack, rows_pack;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t g = item % groups, s = (item / groups) % slabs, b = item / (groups * slabs);
       const int64_t ti0 = bounds[g], ti1 = bounds[g + 1];
       if (ti0 == ti1) continue;
       const int64_t p0 = (ti0 * mr) / nr;  // first panel: holds the group's first row
       pack.resize((col_tiles - p0) * kc * nr);
-      acc_t* part = partial_data + (b * slabs + s) * ld * ld;
+      if (lanes > 1) rows_pack.resize((ti1 - ti0) * mr * kc * lanes);
+      acc_t* part = partial_data + (b * slabs + s) * rows * ld;
       const scalar_t* xb = x_data + b * sb;
       const int64_t k_end = std::min(N, (s + 1) * slab);
       for (int64_t k0 = s * slab; k0 < k_end; k0 += kc * step) {
         const int64_t k_len = std::min(kc * step, k_end - k0), depth = ceil_div(k_len, step);
         pack_panels_of(xb, p0 * nr, col_tiles - p0, nr, k0, k_len, pack.data());
+        if (lanes == 4)
+          pack_broadcast_rows<4>(pack.data(), p0, col_tiles - p0, nr, depth, ti0 * mr, ti1 - ti0, mr, rows_pack.data());
+        else if (lanes == 2)
+          pack_broadcast_rows<2>(pack.data(), p0, col_tiles - p0, nr, depth, ti0 * mr, ti1 - ti0, mr, rows_pack.data());
         for (int64_t tj = p0; tj < col_tiles; ++tj) {
           const packed_t* b_panel = pack.data() + (tj - p0) * depth * nr;
           for (int64_t ti = ti0; ti < ti1 && ti * mr <= tj * nr + nr - 1; ++ti) {
             const int64_t row = ti * mr;
+            if (lanes > 1) {
+              const packed_t* a = rows_pack.data() + (ti - ti0) * depth * mr * lanes;
+              plan.tile(depth, a, mr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
+              continue;
+            }
             const packed_t* a = pack.data() + (row / nr - p0) * depth * nr + row % nr;
             plan.tile(depth, a, nr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
           }
@@ -169,9 +212,9 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const Gra
   at::parallel_for(0, B * C, 16, [&](int64_t begin, int64_t end) {
     for (int64_t bi = begin; bi < end; ++bi) {
       const int64_t b = bi / C, i = bi % C;
-      const acc_t* part = partial_data + b * slabs * ld * ld;
+      const acc_t* part = partial_data + b * slabs * rows * ld;
       acc_t* row = out_data + bi * C;
-      for (int64_t j = 0; j < C; ++j) row[j] = gram_reduce_element<acc_t>(part, slabs, ld * ld, ld, i, j, scale);
+      for (int64_t j = 0; j < C; ++j) row[j] = gram_reduce_element<acc_t>(part, slabs, rows * ld, ld, i, j, scale);
     }
   });
 }
@@ -202,7 +245,7 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
     const GramPlan<acc_t, acc_t> plan =
         tile.triangle_tile != nullptr && (tile.triangle_max_c == 0 || C <= tile.triangle_max_c)
             ? GramPlan<acc_t, acc_t>{tile.triangle_mr, tile.triangle_nr, 1, tile.triangle_panel_kib, tile.triangle_tile}
-            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, 16, tile.tile};
+            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, 16, tile.tile, tile.a_lanes};
     gram_cpu_typed<scalar_t, acc_t, acc_t>(
         x, static_cast<acc_t>(scale), out, plan,
         [&](const scalar_t* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len, acc_t* dst) {

@@ -20,7 +20,7 @@ template <typename T>
 struct GramTile {
   int mr;
   int nr;
-  // c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0) + sum_k a[k * lda + r] * b[k * ldb + j]
+  // c[r * ldc + j] = (accumulate ? c[r * ldc + j] : 0) + sum_k a[(k * lda + r) * a_lanes] * b[k * ldb + j]
   // for r < mr, j < nr. The Gram reads b from a packed panel (ldb = nr); its backward straight from x.
   void (*tile)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate);
   // dst[k * ld_dst + r] = src[r * ld_src + k] for r < 8, k < depth: 8 contiguous rows, transposed.
@@ -42,6 +42,12 @@ struct GramTile {
   // outputs than its 8 x 32 one at C = 64 and 10% at 128, but needs 17 loads per 16 FMAs against 10:
   // a cost where a core runs two 512-bit FMAs a cycle (Intel), none on a Zen 4 (RESULTS.md).
   int triangle_max_c = 0;
+  // Copies of each value `tile` broadcasts (a) that its drivers store side by side: 1, or the vector
+  // width where the tile loads a whole vector instead of broadcasting a scalar. SSE2 has no broadcast
+  // load; its shuffle broadcast takes an FP pipe from the multiplies and adds, and a 6 x 8 generic tile
+  // ran 1.22x faster from pre-broadcast values than the 4 x 8 one with shuffles (Zen 5, RESULTS.md).
+  // The forward then packs its tile rows apart from its panels, so mr need not divide nr there.
+  int a_lanes = 1;
 };
 
 // bfloat16 pairs (AVX512-BF16): c[r * ldc + j] (+)= sum_p dot2(a[p * lda + r], b[p * ldb + j]), each
