@@ -120,32 +120,29 @@ struct GramPlan {
   int a_lanes = 1;
 };
 
-// The tile rows [first_row, first_row + tiles * mr) of the packed panels (k-major, nr wide, the first
-// holding row first_panel * nr), each value stored LANES times: dst[((t * depth + k) * mr + r) * LANES + l].
-// Rows past the panels (a last tile row past C when mr does not divide nr) are zero. Written in order,
+// The mr rows of one tile row from first_row on, read from the packed panels (k-major, nr wide, the
+// first holding row first_panel * nr), each value stored LANES times: dst[(k * mr + r) * LANES + l].
+// Rows past the panels (a last tile row past C where mr does not divide nr) are zero. Written in order,
 // LANES copies a store (GCC makes them one shuffle and one vector store): at C = 64 a scalar store per
 // copy made the generic forward 1.4x slower than without the copies.
 template <int LANES, typename T>
 void pack_broadcast_rows(const T* panels, int64_t first_panel, int64_t panel_count, int nr, int64_t depth,
-                         int64_t first_row, int64_t tiles, int mr, T* dst) {
+                         int64_t first_row, int mr, T* dst) {
   constexpr int kMaxRows = 16;
   TORCH_INTERNAL_ASSERT(mr <= kMaxRows);
   const T zero[1] = {T(0)};
-  for (int64_t t = 0; t < tiles; ++t) {
-    const T* src[kMaxRows];
-    int64_t step[kMaxRows];
-    for (int r = 0; r < mr; ++r) {
-      const int64_t row = first_row + t * mr + r, panel = row / nr - first_panel;
-      src[r] = panel < panel_count ? panels + panel * depth * nr + row % nr : zero;
-      step[r] = panel < panel_count ? nr : 0;
-    }
-    T* out = dst + t * depth * mr * LANES;
-    for (int64_t k = 0; k < depth; ++k, out += mr * LANES)
-      for (int r = 0; r < mr; ++r) {
-        const T v = src[r][k * step[r]];
-        for (int l = 0; l < LANES; ++l) out[r * LANES + l] = v;
-      }
+  const T* src[kMaxRows];
+  int64_t step[kMaxRows];
+  for (int r = 0; r < mr; ++r) {
+    const int64_t row = first_row + r, panel = row / nr - first_panel;
+    src[r] = panel < panel_count ? panels + panel * depth * nr + row % nr : zero;
+    step[r] = panel < panel_count ? nr : 0;
   }
+  for (int64_t k = 0; k < depth; ++k, dst += mr * LANES)
+    for (int r = 0; r < mr; ++r) {
+      const T v = src[r][k * step[r]];
+      for (int l = 0; l < LANES; ++l) dst[r * LANES + l] = v;
+    }
 }
 
 template <typename scalar_t, typename acc_t, typename packed_t, typename Pack>
@@ -180,26 +177,33 @@ void gram_cpu_typed(const at::Tensor& x, acc_t scale, at::Tensor& out, const Gra
       if (ti0 == ti1) continue;
       const int64_t p0 = (ti0 * mr) / nr;  // first panel: holds the group's first row
       pack.resize((col_tiles - p0) * kc * nr);
-      if (lanes > 1) rows_pack.resize((ti1 - ti0) * mr * kc * lanes);
+      if (lanes > 1) rows_pack.resize(mr * kc * lanes);
       acc_t* part = partial_data + (b * slabs + s) * rows * ld;
       const scalar_t* xb = x_data + b * sb;
       const int64_t k_end = std::min(N, (s + 1) * slab);
       for (int64_t k0 = s * slab; k0 < k_end; k0 += kc * step) {
         const int64_t k_len = std::min(kc * step, k_end - k0), depth = ceil_div(k_len, step);
         pack_panels_of(xb, p0 * nr, col_tiles - p0, nr, k0, k_len, pack.data());
-        if (lanes == 4)
-          pack_broadcast_rows<4>(pack.data(), p0, col_tiles - p0, nr, depth, ti0 * mr, ti1 - ti0, mr, rows_pack.data());
-        else if (lanes == 2)
-          pack_broadcast_rows<2>(pack.data(), p0, col_tiles - p0, nr, depth, ti0 * mr, ti1 - ti0, mr, rows_pack.data());
+        if (lanes > 1) {
+          // One tile row at a time: its pre-broadcast copy (mr * depth * lanes values) stays in L1
+          // while the panels right of the diagonal stream past it. Packed for the whole group at once,
+          // the copies of 256 rows took 2 MiB, past L2, and 8 x 256 x 4096 ran 1.3x slower per image.
+          for (int64_t ti = ti0; ti < ti1; ++ti) {
+            const int64_t row = ti * mr;
+            if (lanes == 4)
+              pack_broadcast_rows<4>(pack.data(), p0, col_tiles - p0, nr, depth, row, mr, rows_pack.data());
+            else
+              pack_broadcast_rows<2>(pack.data(), p0, col_tiles - p0, nr, depth, row, mr, rows_pack.data());
+            for (int64_t tj = row / nr; tj < col_tiles; ++tj)
+              plan.tile(depth, rows_pack.data(), mr, pack.data() + (tj - p0) * depth * nr, nr,
+                        part + row * ld + tj * nr, ld, /*accumulate=*/true);
+          }
+          continue;
+        }
         for (int64_t tj = p0; tj < col_tiles; ++tj) {
           const packed_t* b_panel = pack.data() + (tj - p0) * depth * nr;
           for (int64_t ti = ti0; ti < ti1 && ti * mr <= tj * nr + nr - 1; ++ti) {
             const int64_t row = ti * mr;
-            if (lanes > 1) {
-              const packed_t* a = rows_pack.data() + (ti - ti0) * depth * mr * lanes;
-              plan.tile(depth, a, mr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
-              continue;
-            }
             const packed_t* a = pack.data() + (row / nr - p0) * depth * nr + row % nr;
             plan.tile(depth, a, nr, b_panel, nr, part + row * ld + tj * nr, ld, /*accumulate=*/true);
           }
@@ -242,10 +246,12 @@ at::Tensor gram_cpu(const at::Tensor& x, double scale) {
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "fastperc_gram_cpu", [&] {
     using acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
     const GramTile<acc_t> tile = active_gram_tile<acc_t>();
+    // Pre-broadcast tile rows (a_lanes > 1) take 8 KiB panels: a tile row's copy (generic float: 6 rows
+    // x 256 deep x 16 bytes) and the panel it meets share L1. 16 KiB ran C = 64 1.25x slower (Zen 5).
     const GramPlan<acc_t, acc_t> plan =
         tile.triangle_tile != nullptr && (tile.triangle_max_c == 0 || C <= tile.triangle_max_c)
             ? GramPlan<acc_t, acc_t>{tile.triangle_mr, tile.triangle_nr, 1, tile.triangle_panel_kib, tile.triangle_tile}
-            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, 16, tile.tile, tile.a_lanes};
+            : GramPlan<acc_t, acc_t>{tile.mr, tile.nr, 1, tile.a_lanes > 1 ? 8 : 16, tile.tile, tile.a_lanes};
     gram_cpu_typed<scalar_t, acc_t, acc_t>(
         x, static_cast<acc_t>(scale), out, plan,
         [&](const scalar_t* xb, int64_t first_row, int64_t panels, int width, int64_t k0, int64_t k_len, acc_t* dst) {
