@@ -128,13 +128,14 @@ def test_half_precision_does_not_overflow():
     assert rel_err(fastperc.gram_matrix(bf, normalize="none"), truth(bf.flatten(2), 1.0)) < 1e-5
 
 
+@pytest.mark.parametrize("isa", supported_isas())
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
-def test_one_and_two_threads_give_identical_results(dtype):
+def test_one_and_two_threads_give_identical_results(isa, dtype):
     x = torch.randn(3, 150, 20000).to(dtype)
     w = torch.randn(3, 150, 150).to(torch.float64 if dtype == torch.float64 else torch.float32)
     results = []
     for n in (1, 2):
-        with num_threads(n):
+        with num_threads(n), cpu_isa(isa):
             results.append((torch.ops.fastperc.gram(x, 1e-3), torch.ops.fastperc.gram_backward(w, x, 0.1),
                             torch.ops.fastperc.style_loss(x, w[:1], 1e-3, 0.5)))
     for a, b in zip(results[0], results[1]):
