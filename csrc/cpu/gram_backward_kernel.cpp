@@ -32,7 +32,8 @@ at::Tensor gram_backward_typed(const at::Tensor& grad, const at::Tensor& x, T sc
 
   // S = scale (G + G^T) packed per tile of mr output rows, k-major, each value `lanes` times:
   // panel[t][j][r][l] = S[t * mr + r][j] (zero past row C), so a tile streams its contiguous panel
-  // from L1 for every column strip. `mr * lanes` values a panel row (the unit of the offsets below).
+  // (from L1, or L2 where mr * lanes * C values outgrow it) for every column strip. `mr * lanes`
+  // values make a panel row (the unit of the offsets below).
   const int64_t row_len = int64_t{mr} * lanes;
   const at::Tensor g = grad.contiguous();
   const T* g_data = g.const_data_ptr<T>();
