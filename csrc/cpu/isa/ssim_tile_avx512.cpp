@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "cpu/isa/ssim_tile.h"
 
