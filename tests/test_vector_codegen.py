@@ -9,7 +9,8 @@ with no other backward branch inside it. (Integer reloads of row pointers in the
 which run fewer than one vector's width of times per row, are not what this is about; nor are stack
 slots a loop only reads: loop invariants, the window's weights broadcast once, that the 16-register ISAs
 keep in memory where the H pass's rows of inputs fill the registers.) The generic
-Gram and sparse tiles are checked the same way, and for how their broadcasts compile.
+Gram and sparse tiles are checked the same way, and for how their broadcasts compile. Last, no avx2 or
+avx512 object may emit a weak symbol, which the linker could pick for the rest of the library.
 """
 import os
 import re
@@ -109,3 +110,23 @@ def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
             assert not [text for text in body if "(%rsp)" in text and re.search(r"%xmm", text)], f"{name}: spills"
             checked += 1
     assert checked >= (2 if source == "gram_tile_generic" else 12), f"{source}: only {checked} multiply loops found"
+
+
+def test_isa_objects_share_no_code_through_the_linker(tmp_path):
+    # Each avx2 / avx512 translation unit is compiled for its ISA (`#pragma GCC target`). A template or
+    # inline function it instantiates with external linkage (std::vector<float>'s constructor, say) is
+    # a weak symbol, and the linker keeps one copy for the whole library: possibly this one, whose
+    # AVX-512 instructions would then run wherever any file calls it, on CPUs without AVX-512 too. So
+    # the ISA objects may define no weak or unique symbols: everything they share is their entry points.
+    sources = sorted(os.path.splitext(name)[0] for name in os.listdir(os.path.join(ROOT, "csrc", "cpu", "isa"))
+                     if re.search(r"_(avx2|avx512\w*)\.cpp$", name))
+    assert len(sources) >= 9, sources
+    jobs = {source: subprocess.Popen(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
+                                      os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o",
+                                      str(tmp_path / f"{source}.o")]) for source in sources}
+    for source, job in jobs.items():
+        assert job.wait() == 0, f"{source} did not compile"
+        symbols = subprocess.run(["nm", "-C", str(tmp_path / f"{source}.o")], capture_output=True, text=True,
+                                 check=True).stdout.splitlines()
+        shared = [line for line in symbols if re.match(r"^[0-9a-f ]+ [WVu] ", line)]
+        assert not shared, f"{source}: weak or unique symbols the linker may pick for other files: {shared}"

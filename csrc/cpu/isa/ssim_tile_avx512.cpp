@@ -2,7 +2,6 @@
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
-#include <vector>
 
 #include "cpu/isa/ssim_tile.h"
 
