@@ -55,12 +55,17 @@ def innermost_loops(code):
     return [(a, b) for a, b in loops if not any((c, d) != (a, b) and a <= c and d <= b for c, d in loops)]
 
 
+def compile_command(source, obj):
+    """The g++ command that compiles csrc/cpu/isa/<source>.cpp to obj with setup.py's flags."""
+    return ["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
+            os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", str(obj)]
+
+
 def compiled(source, tmp_path):
     """functions() of csrc/cpu/isa/<source>.cpp compiled with setup.py's flags."""
-    obj = str(tmp_path / f"{source}.o")
-    subprocess.run(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
-                    os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", obj], check=True)
-    return functions(obj)
+    obj = tmp_path / f"{source}.o"
+    subprocess.run(compile_command(source, obj), check=True)
+    return functions(str(obj))
 
 
 def loop_bodies(code):
@@ -121,9 +126,7 @@ def test_isa_objects_share_no_code_through_the_linker(tmp_path):
     sources = sorted(os.path.splitext(name)[0] for name in os.listdir(os.path.join(ROOT, "csrc", "cpu", "isa"))
                      if re.search(r"_(avx2|avx512\w*)\.cpp$", name))
     assert len(sources) >= 9, sources
-    jobs = {source: subprocess.Popen(["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
-                                      os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o",
-                                      str(tmp_path / f"{source}.o")]) for source in sources}
+    jobs = {source: subprocess.Popen(compile_command(source, tmp_path / f"{source}.o")) for source in sources}
     for source, job in jobs.items():
         assert job.wait() == 0, f"{source} did not compile"
         symbols = subprocess.run(["nm", "-C", str(tmp_path / f"{source}.o")], capture_output=True, text=True,
