@@ -396,17 +396,20 @@ def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
 def flops(op: str, mode: str, shape: tuple) -> float:
     """Useful floating-point operations of one call. Gram ops: 2BC^2N forward, 6BC^2N forward+backward
     (dense-equivalent, whatever the implementation does). SSIM ops (11-tap window, per pixel of each
-    channel): the five moments filtered along each axis, 5 x 2 x 11 per axis, 3 products and ~20 for
-    SSIM/CS (2D: 243, 3D: 353); the backward adds ~40 for the moment gradients, the adjoint filter (as
+    channel): the four moments SSIM needs (x, y, x^2 + y^2, xy: it takes the two variances only as
+    their sum) filtered along each axis, 4 x 2 x 11 per axis, 4 to form the products and ~20 for
+    SSIM/CS (2D: 200, 3D: 288); the backward adds ~40 for the moment gradients, the adjoint filter (as
     much as the forward's) and ~10 to combine; MS-SSIM sums its scales (4/3 of the first), L1 + SSIM
-    adds 3. An implementation that recomputes or stores more is not credited for it."""
+    adds 3. An implementation that recomputes or stores more is not credited for it (nor one that
+    filters x^2 and y^2 apart: RESULTS.md figures before 2026-12-03's twelfth session counted five
+    moments, 243 and 353)."""
     b, c = shape[0], shape[1]
     n = math.prod(shape[2:])
     if op in GRAM_OPS:
         return (2 if mode == "fwd" else 6) * b * c * c * n
     axes = len(shape) - 2
-    filters = 5 * 2 * 11 * axes
-    per_pixel = filters + 23 if mode == "fwd" else 2 * filters + 23 + 50
+    filters = 4 * 2 * 11 * axes
+    per_pixel = filters + 24 if mode == "fwd" else 2 * filters + 24 + 50
     scale = 4 / 3 if op == "msssim" else 1.0
     return (per_pixel + (3 if op == "l1ssim" else 0)) * b * c * n * scale
 

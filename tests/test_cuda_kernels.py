@@ -99,6 +99,17 @@ def test_ssim_forward_and_map_match_cpu_kernels(emu, shape, win, padding, dtype)
     assert got_map.shape == exp_map.shape and rel_err(got_map, exp_map) < 10 * SSIM_TOL[dtype]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("shape,win,padding", SSIM_CASES)
+def test_ssim_map_exactly_one_and_symmetric(emu, shape, win, padding, dtype):
+    # The moment kernels round x * y and x^2 + y^2's products alike (ssim_mul, where nvcc would
+    # contract them into FMAs one way or the other): SSIM(x, x) is exactly 1 and SSIM(x, y) is
+    # SSIM(y, x) to the bit, as on the CPU.
+    x, y, w = ssim_inputs(shape, dtype, win)
+    assert emu.ssim_map(x, x, w, 1e-4, 9e-4, padding).eq(1.0).all()
+    assert torch.equal(emu.ssim_map(x, y, w, 1e-4, 9e-4, padding), emu.ssim_map(y, x, w, 1e-4, 9e-4, padding))
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("shape,win,padding", SSIM_CASES)
 def test_ssim_backward_matches_cpu_kernel(emu, shape, win, padding, dtype):

@@ -181,6 +181,27 @@ def test_every_isa_fixed_window_widths(isa, k):
         assert rel_err(g, ge) < 1e-10, shape
 
 
+# SSIM and CS take the two variances only as their sum, so the kernels filter x^2 + y^2 as one map.
+# Its tap terms are written so that x == y gives exactly twice E[xy] (SSIM exactly 1) and swapping x
+# and y changes no bit, however each ISA's build contracts multiply-adds (ssim_tile_body.inc): a lone
+# x x + y y contracted into fma(x, x, y y) broke the symmetry under avx2 and avx512 by 1.4e-15.
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("window", ["gaussian", "skewed"])
+@pytest.mark.parametrize("shape", [(2, 3, 30, 31), (1, 2, 15, 16, 17)], ids=str)
+def test_every_isa_exact_identity_and_symmetry(isa, window, shape):
+    w64 = win() if window == "gaussian" else skewed_win()
+    x64, y64 = pair(shape)
+    for dtype in (torch.float64, torch.float32):
+        x, y, w = x64.to(dtype), y64.to(dtype), w64.to(dtype)
+        with cpu_isa(isa):
+            for padding in PADS.values():
+                assert torch.ops.fastperc.ssim_map(x, x, w, C1, C2, padding).eq(1.0).all(), (dtype, padding)
+                a = torch.ops.fastperc.ssim_map(x, y, w, C1, C2, padding)
+                b = torch.ops.fastperc.ssim_map(y, x, w, C1, C2, padding)
+                assert torch.equal(a, b), (dtype, padding)
+                assert (a < 1).any()
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 130, 300), (1, 2, 70, 50, 80)], ids=str)
 def test_one_and_two_threads_identical(shape):
     x, y = pair(shape, dtype=torch.float32)

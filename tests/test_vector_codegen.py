@@ -93,6 +93,24 @@ def test_ssim_filter_inner_loops_keep_vectors_in_registers(isa, tmp_path):
     assert checked >= 8, f"{isa}: found only {checked} filter loops to check"
 
 
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_ssim_per_pixel_stages_are_vectorised(isa, tmp_path):
+    # SSIM and CS per pixel (ssim_pixels) and their moment gradients (ssim_pixel_grads, two loops: with
+    # and without the CS weight) divide twice per pixel. GCC 12 left the gradient loops scalar under
+    # avx2 and generic when the variance clamp selected a product (it sank the product into the select's
+    # arm, where it might trap, and could not if-convert): 2x slower backward stage. Each of their loops
+    # that divides must divide packed.
+    functions_found = 0
+    for name, code in compiled(f"ssim_tile_{isa}", tmp_path).items():
+        if not re.search(r"\bssim_pixel(s|_grads)<(float|double)>", name):
+            continue
+        functions_found += 1
+        dividing = [body for _, body in loop_bodies(code) if any(re.match(r"v?divp?[sd]\w*\s", t) for t in body)]
+        packed = [body for body in dividing if any(re.match(r"v?divp[sd]\s", t) for t in body)]
+        assert len(packed) >= (2 if "grads" in name else 1), f"{isa}: {name}: no packed division in its loops"
+    assert functions_found == 4, f"{isa}: found {functions_found} per-pixel stage functions"
+
+
 @pytest.mark.parametrize("source", ["gram_tile_generic", "sparse_tile_generic"])
 def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
     # The generic tiles broadcast one scalar per row and k. Written `R{} + s`, each broadcast kept a

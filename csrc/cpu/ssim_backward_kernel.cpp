@@ -3,10 +3,11 @@
 // reductions pass expanded (B, C, 1, 1) tensors, which cost nothing to read.
 //
 // Work items are (plane, tile of the *padded* input). A tile recomputes the moments of every output
-// pixel of the map whose window touches it, forms the five per-pixel moment gradients (common/ssim_math.h),
+// pixel of the map whose window touches it, forms the four per-pixel moment gradients (common/ssim_math.h),
 // applies the adjoint of the window filter (the same separable stages with the window flipped) and
 // combines them with x and y into the gradient of its padded elements:
-//   dL/dx_p = F(d_mx)_p + 2 x_p F(d_exx)_p + y_p F(d_exy)_p  (and symmetrically for y).
+//   dL/dx_p = F(d_mx)_p + 2 x_p F(d_esq)_p + y_p F(d_exy)_p  (and symmetrically for y),
+// esq being the window sum of x^2 + y^2.
 // With valid and zero padding a padded element is one input element or none, and a tile writes its
 // gradient, plus the |x - y| term, straight into grad_x / grad_y. With reflect padding a last pass
 // folds padded elements back onto the inputs they mirror and adds the |x - y| term. No element is
@@ -85,8 +86,8 @@ inline T l1_gradient(T x, T y, T gl) {
 // tile's first element; f_*: the adjoint-filtered moment gradients of the tile (nd x nh x nw).
 template <typename scalar_t, typename T>
 void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const SsimTileBox& box, SsimBlock<T> xt,
-                         SsimBlock<T> yt, const T* f_mx, const T* f_my, const T* f_exx, const T* f_eyy,
-                         const T* f_exy, const Weights<T>& gl, scalar_t* gx, scalar_t* gy) {
+                         SsimBlock<T> yt, const T* f_mx, const T* f_my, const T* f_esq, const T* f_exy,
+                         const Weights<T>& gl, scalar_t* gx, scalar_t* gy) {
   // Input coordinate = padded coordinate - r; the tile's columns that land inside the input.
   const int64_t w_first = std::max<int64_t>(0, g.r - box.w0);
   const int64_t w_end = std::min<int64_t>(box.nw, g.W + g.r - box.w0);
@@ -105,25 +106,25 @@ void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const Ssim
       auto l1 = [&](int64_t ww) {
         return l1_gradient(xr[ww], yr[ww], plane_l1 ? l1_plane : gl.at(b, c, d, h, box.w0 + ww - g.r));
       };
-      // grad_own = F(d_m) + 2 own F(d_e_same) + other F(d_exy), plus sign * the |x - y| term: x takes
-      // (mx, exx, +), y takes (my, eyy, -). Without gl, a plain loop the compiler vectorises.
-      auto write = [&](scalar_t* o, const T* f_m, const T* f_e, const T* own, const T* other, T sign) {
+      // grad_own = F(d_m) + 2 own F(d_esq) + other F(d_exy), plus sign * the |x - y| term: x takes
+      // (mx, +), y takes (my, -). Without gl, a plain loop the compiler vectorises.
+      auto write = [&](scalar_t* o, const T* f_m, const T* own, const T* other, T sign) {
         if (o == nullptr) return;
         o += out_row;
         if (gl.data == nullptr) {
           for (int64_t ww = w_first; ww < w_end; ++ww) {
             const int64_t i = t_row + ww;
-            o[ww] = static_cast<scalar_t>(f_m[i] + T(2) * own[ww] * f_e[i] + other[ww] * f_exy[i]);
+            o[ww] = static_cast<scalar_t>(f_m[i] + T(2) * own[ww] * f_esq[i] + other[ww] * f_exy[i]);
           }
         } else {
           for (int64_t ww = w_first; ww < w_end; ++ww) {
             const int64_t i = t_row + ww;
-            o[ww] = static_cast<scalar_t>((f_m[i] + T(2) * own[ww] * f_e[i] + other[ww] * f_exy[i]) + sign * l1(ww));
+            o[ww] = static_cast<scalar_t>((f_m[i] + T(2) * own[ww] * f_esq[i] + other[ww] * f_exy[i]) + sign * l1(ww));
           }
         }
       };
-      write(gx, f_mx, f_exx, xr, yr, T(1));
-      write(gy, f_my, f_eyy, yr, xr, T(-1));
+      write(gx, f_mx, xr, yr, T(1));
+      write(gy, f_my, yr, xr, T(-1));
     }
   }
 }
@@ -164,8 +165,8 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   T* px = !direct && need_x ? padded_grad.get() : nullptr;
   T* py = !direct && need_y ? padded_grad.get() + (need_x ? g.planes() * padded_size : 0) : nullptr;
   // The adjoint filter runs on the moment gradients each wanted input needs, moved to the front of
-  // dmom: x needs (mx, exx, exy), y needs (my, eyy, exy), both need all five (mx, my, exx, eyy, exy).
-  const int filtered = need_x && need_y ? 5 : 3;
+  // dmom: x needs (mx, esq, exy), y needs (my, esq, exy), both need all four (mx, my, esq, exy).
+  const int filtered = need_x && need_y ? kSsimMoments : 3;
 
   at::parallel_for(0, g.planes() * tiles, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> xs, ys, scratch, moments, wgs, wgc, dmap, dmom, adj;
@@ -186,12 +187,13 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int64_t cw = std::min(ow0 + ow, g.Wo) - cw0;
       const int64_t id = cd + g.kd - 1, ih = ch + g.k - 1, iw = cw + g.k - 1;
       const int64_t nc = cd * ch * cw, no = od * oh * ow, nt = td * th * tw;
-      scratch.resize(std::max(ssim_scratch_size<T>(5, id, ih, iw), ssim_scratch_size<T>(filtered, od, oh, ow)));
-      moments.resize(5 * nc);
+      scratch.resize(
+          std::max(ssim_scratch_size<T>(kSsimMoments, id, ih, iw), ssim_scratch_size<T>(filtered, od, oh, ow)));
+      moments.resize(kSsimMoments * nc);
       wgs.resize(nc);
-      dmap.resize(5 * nc);
+      dmap.resize(kSsimMoments * nc);
       dmom.resize(filtered * no);
-      adj.resize(5 * nt);
+      adj.resize(filtered * nt);
       // The input those outputs read, in place where it can be (ssim_tile_input), as in the forward.
       const auto [xb, yb] = ssim_tile_input(x_data, sx, y_data, sy, b, c, g, cd0, id, ch0, ih, cw0, iw, xs, ys, cols);
       isa.moments(xb, yb, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
@@ -203,9 +205,9 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       }
       isa.pixel_grads(moments.data(), nc, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmap.data());
       // The moment gradients the adjoint filter needs, each on the whole od x oh x ow output box, zero
-      // outside the map: x needs (mx, exx, exy), y needs (my, eyy, exy), both need all five.
-      static constexpr int kForX[3] = {0, 2, 4}, kForY[3] = {1, 3, 4}, kForBoth[5] = {0, 1, 2, 3, 4};
-      const int* maps = filtered == 5 ? kForBoth : (need_x ? kForX : kForY);
+      // outside the map: x needs (mx, esq, exy), y needs (my, esq, exy), both need all four.
+      static constexpr int kForX[3] = {0, 2, 3}, kForY[3] = {1, 2, 3}, kForBoth[kSsimMoments] = {0, 1, 2, 3};
+      const int* maps = filtered == kSsimMoments ? kForBoth : (need_x ? kForX : kForY);
       for (int m = 0; m < filtered; ++m) {
         const T* src = dmap.data() + maps[m] * nc;
         T* dst = dmom.data() + m * no;
@@ -225,18 +227,17 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       }
       isa.filter(dmom.data(), filtered, od, oh, ow, w_flip.data(), static_cast<int>(g.k), static_cast<int>(g.kd),
                  scratch.data(), adj.data());
-      // With both inputs: [mx, my, exx, eyy, exy]; with one: [m, e_same, exy].
+      // With both inputs: [mx, my, esq, exy]; with one: [m, esq, exy] (f_mx and f_my the same map).
       const T* f_mx = adj.data();
-      const T* f_my = filtered == 5 ? f_mx + nt : f_mx;
-      const T* f_exx = filtered == 5 ? f_my + nt : f_mx + nt;
-      const T* f_eyy = filtered == 5 ? f_exx + nt : f_exx;
-      const T* f_exy = filtered == 5 ? f_eyy + nt : f_mx + 2 * nt;
+      const T* f_my = filtered == kSsimMoments ? f_mx + nt : f_mx;
+      const T* f_esq = f_my + nt;
+      const T* f_exy = f_esq + nt;
       // x and y at the tile's elements.
       const int64_t at_tile[2] = {(pd0 - cd0) * xb.plane + (ph0 - ch0) * xb.row + pw0 - cw0,
                                   (pd0 - cd0) * yb.plane + (ph0 - ch0) * yb.row + pw0 - cw0};
       const SsimBlock<T> xt{xb.data + at_tile[0], xb.row, xb.plane}, yt{yb.data + at_tile[1], yb.row, yb.plane};
       if (direct) {
-        write_tile_gradient(g, b, c, box, xt, yt, f_mx, f_my, f_exx, f_eyy, f_exy, gl,
+        write_tile_gradient(g, b, c, box, xt, yt, f_mx, f_my, f_esq, f_exy, gl,
                             gx != nullptr ? gx + plane * g.image_size() : nullptr,
                             gy != nullptr ? gy + plane * g.image_size() : nullptr);
         continue;
@@ -250,12 +251,12 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
           if (px != nullptr)
             for (int64_t ww = 0; ww < tw; ++ww) {
               const int64_t i = t_row + ww;
-              px[p_row + ww] = f_mx[i] + T(2) * xr[ww] * f_exx[i] + yr[ww] * f_exy[i];
+              px[p_row + ww] = f_mx[i] + T(2) * xr[ww] * f_esq[i] + yr[ww] * f_exy[i];
             }
           if (py != nullptr)
             for (int64_t ww = 0; ww < tw; ++ww) {
               const int64_t i = t_row + ww;
-              py[p_row + ww] = f_my[i] + T(2) * yr[ww] * f_eyy[i] + xr[ww] * f_exy[i];
+              py[p_row + ww] = f_my[i] + T(2) * yr[ww] * f_esq[i] + xr[ww] * f_exy[i];
             }
         }
     }

@@ -1,8 +1,8 @@
 // CPU SSIM forward: per-image means of SSIM, CS and |x - y| (op `ssim`), and the SSIM map (`ssim_map`).
 //
 // Work items are (plane, output tile). Each packs its padded input tile once (any strides and
-// dtypes, padding applied while packing), forms x, y, x^2, y^2, xy, filters them separably along W, H
-// (and D) with the ISA's vectorised stages, and turns the five moments into SSIM and CS per pixel.
+// dtypes, padding applied while packing), forms x, y, x^2 + y^2, xy, filters them separably along W,
+// H (and D) with the ISA's vectorised stages, and turns the four moments into SSIM and CS per pixel.
 // Tile sums go to their own slots and are added per plane in tile order: results do not depend on
 // the thread count. |x - y| is summed over the input elements each tile owns, in the same pass.
 #include <ATen/core/Tensor.h>
@@ -48,8 +48,8 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
       const int64_t od0 = box.d0, oh0 = box.h0, ow0 = box.w0, od = box.nd, oh = box.nh, ow = box.nw;
       const int64_t pd = od + g.kd - 1, ph = oh + g.k - 1, pw = ow + g.k - 1;
       const int64_t no = od * oh * ow;
-      scratch.resize(ssim_scratch_size<T>(5, pd, ph, pw));
-      moments.resize(5 * no);
+      scratch.resize(ssim_scratch_size<T>(kSsimMoments, pd, ph, pw));
+      moments.resize(kSsimMoments * no);
       ssim.resize(no);
       cs.resize(no);
       const auto [xb, yb] = ssim_tile_input(x_data, sx, y_data, sy, b, c, g, od0, pd, oh0, ph, ow0, pw, xs, ys, cols);

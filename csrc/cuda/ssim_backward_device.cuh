@@ -4,7 +4,7 @@
 // term). Same math as the CPU kernel (common/ssim_math.h).
 //
 // Fused path (2D, float32 accumulation, window <= kFusedMaxWin): kernel one recomputes the moments of
-// a 16 x 32 map tile in shared memory (stage one of the fused forward) and writes the five per-pixel
+// a 16 x 32 map tile in shared memory (stage one of the fused forward) and writes the four per-pixel
 // moment gradients; kernel two, per 16 x 32 tile, loads each gradient map's halo into shared memory
 // and applies the adjoint window along W and H. With valid or zero padding (one padded copy per input
 // pixel) it folds the result onto x and y itself; with reflect it writes the padded grid and
@@ -43,21 +43,20 @@ __global__ void moment_grads(const T* __restrict__ m, int64_t n, Dims g, T c1, T
   FASTPERC_GRID_LOOP(i, n) {
     const int64_t ow = i % g.Wo, oh = (i / g.Wo) % g.Ho, od = (i / (g.Wo * g.Ho)) % g.Do;
     const int64_t plane = i / (g.Wo * g.Ho * g.Do), b = plane / g.C, c = plane % g.C;
-    ssim_pixel_grad<T>(m[i], m[n + i], m[2 * n + i], m[3 * n + i], m[4 * n + i], c1, c2,
-                       weight_at(gs, b, c, od, oh, ow), weight_at(gc, b, c, od, oh, ow), d[i], d[n + i],
-                       d[2 * n + i], d[3 * n + i], d[4 * n + i]);
+    ssim_pixel_grad<T>(m[i], m[n + i], m[2 * n + i], m[3 * n + i], c1, c2, weight_at(gs, b, c, od, oh, ow),
+                       weight_at(gc, b, c, od, oh, ow), d[i], d[n + i], d[2 * n + i], d[3 * n + i]);
   }
 }
 
-// The five moment gradients of every pixel of one map tile: d[s][plane][oh][ow], s = mx, my, exx,
-// eyy, exy, with n = planes * Ho * Wo.
+// The four moment gradients of every pixel of one map tile: d[s][plane][oh][ow], s = mx, my, esq,
+// exy, with n = planes * Ho * Wo.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     ssim_moment_grads_2d(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy,
                          Dims g, const float* __restrict__ window, float c1, float c2, Weights<float> gs,
                          Weights<float> gc, int64_t tiles_w, int64_t plane0, int64_t n, float* __restrict__ d) {
   __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
-  __shared__ float along_w[5][kFusedInH][kFusedTileW];
+  __shared__ float along_w[kSsimMoments][kFusedInH][kFusedTileW];
   __shared__ float w[kFusedMaxWin];
   const int tid = threadIdx.x;
   const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y, b = plane / g.C, c = plane % g.C;
@@ -68,11 +67,11 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = tid / kFusedTileW; r < kFusedTileH; r += kThreads / kFusedTileW) {
     const int64_t oh = oh0 + r, ow = ow0 + q;
     if (oh >= g.Ho || ow >= g.Wo) continue;
-    float m[5];
+    float m[kSsimMoments];
     fused_moments_at(along_w, w, k, r, q, m);
     const int64_t i = (plane * g.Ho + oh) * g.Wo + ow;
-    ssim_pixel_grad<float>(m[0], m[1], m[2], m[3], m[4], c1, c2, weight_at(gs, b, c, 0, oh, ow),
-                           weight_at(gc, b, c, 0, oh, ow), d[i], d[n + i], d[2 * n + i], d[3 * n + i], d[4 * n + i]);
+    ssim_pixel_grad<float>(m[0], m[1], m[2], m[3], c1, c2, weight_at(gs, b, c, 0, oh, ow),
+                           weight_at(gc, b, c, 0, oh, ow), d[i], d[n + i], d[2 * n + i], d[3 * n + i]);
   }
 }
 
@@ -112,7 +111,7 @@ __device__ __forceinline__ void adjoint_window_tile(const float* __restrict__ d,
 
 // Per 16 x 32 tile of one input plane, valid or zero padding (the padded pixel p = q + r is the only
 // copy of input pixel q): F_s at p for the maps a wanted gradient reads, then
-// grad_x = F_mx + 2 x F_exx + y F_exy (+ L1), grad_y = F_my + 2 y F_eyy + x F_exy (- L1), stored
+// grad_x = F_mx + 2 x F_esq + y F_exy (+ L1), grad_y = F_my + 2 y F_esq + x F_exy (- L1), stored
 // contiguous in the input dtype.
 template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
@@ -127,9 +126,9 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y, b = plane / g.C, c = plane % g.C;
   const int64_t qh0 = (tile / tiles_w) * kFusedTileH, qw0 = (tile % tiles_w) * kFusedTileW;
   if (tid < g.k) w[tid] = window[tid];
-  float f[5][kFusedRowsPerThread] = {};
-  for (int s = 0; s < 5; ++s) {
-    const bool wanted = (s == 4) || (s % 2 == 0 ? gx != nullptr : gy != nullptr);  // 0, 2: x; 1, 3: y; 4: both
+  float f[kSsimMoments][kFusedRowsPerThread] = {};
+  for (int s = 0; s < kSsimMoments; ++s) {
+    const bool wanted = s >= 2 || (s == 0 ? gx != nullptr : gy != nullptr);  // 0: x; 1: y; 2, 3: both
     if (wanted)  // uniform across the block
       adjoint_window_tile(d + s * n + plane * g.Ho * g.Wo, g, qh0 + g.r, qw0 + g.r, w, halo, along_w, f[s]);
   }
@@ -138,8 +137,8 @@ __global__ void __launch_bounds__(kThreads)
     if (qh >= g.H || qw >= g.W) continue;
     const float xv = static_cast<float>(x[b * sx.b + c * sx.c + qh * sx.h + qw * sx.w]);
     const float yv = static_cast<float>(y[b * sy.b + c * sy.c + qh * sy.h + qw * sy.w]);
-    float ax = f[0][e] + 2.f * xv * f[2][e] + yv * f[4][e];
-    float ay = f[1][e] + 2.f * yv * f[3][e] + xv * f[4][e];
+    float ax = f[0][e] + 2.f * xv * f[2][e] + yv * f[3][e];
+    float ay = f[1][e] + 2.f * yv * f[2][e] + xv * f[3][e];
     if (gl.data != nullptr) {
       const float diff = xv - yv;
       const float v = (diff > 0.f ? 1.f : (diff < 0.f ? -1.f : 0.f)) * weight_at(gl, b, c, 0, qh, qw);
@@ -152,7 +151,7 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Reflect padding: an input pixel has up to three copies per axis, so the five F_s are written on
+// Reflect padding: an input pixel has up to three copies per axis, so the four F_s are written on
 // the padded grid, f[s][plane][Hp][Wp] with padded_total = planes * Hp * Wp, and fold_to_inputs adds
 // the copies.
 static __global__ void __launch_bounds__(kThreads)
@@ -165,7 +164,7 @@ static __global__ void __launch_bounds__(kThreads)
   const int64_t tile = blockIdx.x, plane = plane0 + blockIdx.y;
   const int64_t ph0 = (tile / tiles_w) * kFusedTileH, pw0 = (tile % tiles_w) * kFusedTileW;
   if (tid < g.k) w[tid] = window[tid];
-  for (int s = 0; s < 5; ++s) {
+  for (int s = 0; s < kSsimMoments; ++s) {
     float f[kFusedRowsPerThread];
     adjoint_window_tile(d + s * n + plane * g.Ho * g.Wo, g, ph0, pw0, w, halo, along_w, f);
     for (int e = 0; e < kFusedRowsPerThread; ++e) {
@@ -175,8 +174,8 @@ static __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// grad_x[q] = sum over padded copies p of q of F(d_mx)_p + 2 x_q F(d_exx)_p + y_q F(d_exy)_p (+ L1),
-// likewise for y; F is [5][planes][Dp][Hp][Wp]. Output contiguous in the input dtype.
+// grad_x[q] = sum over padded copies p of q of F(d_mx)_p + 2 x_q F(d_esq)_p + y_q F(d_exy)_p (+ L1),
+// likewise for y; F is [4][planes][Dp][Hp][Wp]. Output contiguous in the input dtype.
 template <typename scalar_t, typename T>
 __global__ void fold_to_inputs(const T* __restrict__ f, int64_t padded_total, const scalar_t* __restrict__ x,
                                const scalar_t* __restrict__ y, SsimStrides sx, SsimStrides sy, Dims g, Weights<T> gl,
@@ -188,18 +187,18 @@ __global__ void fold_to_inputs(const T* __restrict__ f, int64_t padded_total, co
     const int nd = ssim_fold_sources(d, g.D, g.rd, g.mode, sd);
     const int nh = ssim_fold_sources(h, g.H, g.r, g.mode, sh);
     const int nw = ssim_fold_sources(wq, g.W, g.r, g.mode, sw);
-    T s[5] = {0, 0, 0, 0, 0};
+    T s[kSsimMoments] = {0, 0, 0, 0};
     for (int a = 0; a < nd; ++a)
       for (int e = 0; e < nh; ++e)
         for (int l = 0; l < nw; ++l) {
           const int64_t p = ((plane * g.Dp + sd[a]) * g.Hp + sh[e]) * g.Wp + sw[l];
-          for (int q = 0; q < 5; ++q) s[q] += f[q * padded_total + p];
+          for (int q = 0; q < kSsimMoments; ++q) s[q] += f[q * padded_total + p];
         }
     const int64_t ox = b * sx.b + c * sx.c + d * sx.d + h * sx.h + wq * sx.w;
     const int64_t oy = b * sy.b + c * sy.c + d * sy.d + h * sy.h + wq * sy.w;
     const T xv = static_cast<T>(x[ox]), yv = static_cast<T>(y[oy]);
-    T ax = s[0] + T(2) * xv * s[2] + yv * s[4];
-    T ay = s[1] + T(2) * yv * s[3] + xv * s[4];
+    T ax = s[0] + T(2) * xv * s[2] + yv * s[3];
+    T ay = s[1] + T(2) * yv * s[2] + xv * s[3];
     if (gl.data != nullptr) {
       const T diff = xv - yv;
       const T sign = diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0));
@@ -230,7 +229,7 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
   if constexpr (std::is_same_v<T, float>) {
     if (fused_eligible<T>(geo)) {
       const int64_t n = planes * geo.map_size();
-      at::Tensor dm = at::empty({5 * n}, opts);
+      at::Tensor dm = at::empty({kSsimMoments * n}, opts);
       const int64_t map_tiles_w = (geo.Wo + kFusedTileW - 1) / kFusedTileW;
       const int64_t map_tiles = map_tiles_w * ((geo.Ho + kFusedTileH - 1) / kFusedTileH);
       const int64_t in_tiles_w = (geo.W + kFusedTileW - 1) / kFusedTileW;
@@ -247,7 +246,7 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
         const int64_t padded_total = planes * geo.Hp * geo.Wp;
         const int64_t pad_tiles_w = (geo.Wp + kFusedTileW - 1) / kFusedTileW;
         const int64_t pad_tiles = pad_tiles_w * ((geo.Hp + kFusedTileH - 1) / kFusedTileH);
-        at::Tensor f = at::empty({5 * padded_total}, opts);
+        at::Tensor f = at::empty({kSsimMoments * padded_total}, opts);
         for (int64_t p0 = 0; p0 < planes; p0 += kGridChunk) {
           const unsigned chunk = static_cast<unsigned>(std::min<int64_t>(kGridChunk, planes - p0));
           launch(dim3(static_cast<unsigned>(pad_tiles), chunk), kThreads, ssim_adjoint_padded_2d,
@@ -273,28 +272,29 @@ std::tuple<at::Tensor, at::Tensor> backward_typed(const Launch& launch, const at
 
   const at::Tensor m = window_moments<scalar_t, T>(launch, x, y, window, geo);
   const int64_t n = planes * geo.map_size();
-  at::Tensor dm = at::empty({5 * n}, opts);
+  at::Tensor dm = at::empty({kSsimMoments * n}, opts);
   launch(grid_for(n), kThreads, moment_grads<T>, m.const_data_ptr<T>(), n, g, c1, c2, weights_of<T>(grad_ssim),
          weights_of<T>(grad_cs), dm.data_ptr<T>());
 
-  // Adjoint of the filter, axis by axis, back to the padded grid [5][planes][Dp][Hp][Wp].
+  // Adjoint of the filter, axis by axis, back to the padded grid [4][planes][Dp][Hp][Wp].
+  const int64_t maps = kSsimMoments * planes;
   at::Tensor cur = dm;
   if (g.kd > 1) {
-    at::Tensor next = at::empty({5 * planes * g.Dp * g.Ho * g.Wo}, opts);
-    launch(grid_for(next.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), 5 * planes, g.Do,
+    at::Tensor next = at::empty({maps * g.Dp * g.Ho * g.Wo}, opts);
+    launch(grid_for(next.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), maps, g.Do,
            g.Ho * g.Wo, w, g.kd, next.data_ptr<T>());
     cur = next;
   }
   {
-    at::Tensor next = at::empty({5 * planes * g.Dp * g.Hp * g.Wo}, opts);
-    launch(grid_for(next.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), 5 * planes * g.Dp,
-           g.Ho, g.Wo, w, g.k, next.data_ptr<T>());
+    at::Tensor next = at::empty({maps * g.Dp * g.Hp * g.Wo}, opts);
+    launch(grid_for(next.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), maps * g.Dp, g.Ho,
+           g.Wo, w, g.k, next.data_ptr<T>());
     cur = next;
   }
   const int64_t padded_total = planes * g.Dp * g.Hp * g.Wp;
-  at::Tensor f = at::empty({5 * padded_total}, opts);
-  launch(grid_for(f.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), 5 * planes * g.Dp * g.Hp,
-         g.Wo, int64_t{1}, w, g.k, f.data_ptr<T>());
+  at::Tensor f = at::empty({kSsimMoments * padded_total}, opts);
+  launch(grid_for(f.numel()), kThreads, correlate_axis_adjoint<T>, cur.const_data_ptr<T>(), maps * g.Dp * g.Hp, g.Wo,
+         int64_t{1}, w, g.k, f.data_ptr<T>());
 
   const int64_t total = planes * geo.image_size();
   launch(grid_for(total), kThreads, fold_to_inputs<scalar_t, T>, f.const_data_ptr<T>(), padded_total,

@@ -2,7 +2,7 @@
 // Kernels and driver of the CUDA SSIM forward (ssim_kernel.cu).
 //
 // Fused path (2D, float32 accumulation, window <= kFusedMaxWin): one block per 16 x 32 tile of the
-// SSIM map loads its padded input tile once into shared memory, filters the five moments along W
+// SSIM map loads its padded input tile once into shared memory, filters the four moments along W
 // into shared memory, then along H per output pixel, forms SSIM and CS, and writes the tile's sums
 // (a fixed-order tree) to a per-tile slot; a second kernel adds a plane's slots in order, in double.
 // Nothing per pixel touches global memory unless the map itself is asked for.
@@ -30,7 +30,7 @@ bool fused_eligible(const SsimGeometry& g) {
 }
 
 // Stage one of the fused kernels: the padded input tile of map tile (oh0, ow0) of one plane into
-// shared memory (zeros past the padded grid), then its five moments filtered along W for every input
+// shared memory (zeros past the padded grid), then its four moments filtered along W for every input
 // row of the tile (along_w), and the window taps (w). Ends with a barrier.
 template <typename scalar_t>
 __device__ __forceinline__ void fused_moments_along_w(const scalar_t* __restrict__ x, const scalar_t* __restrict__ y,
@@ -60,30 +60,28 @@ __device__ __forceinline__ void fused_moments_along_w(const scalar_t* __restrict
   __syncthreads();
   for (int idx = tid; idx < in_h * kFusedTileW; idx += kThreads) {
     const int r = idx / kFusedTileW, q = idx % kFusedTileW;
-    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f, a4 = 0.f;
+    float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
     for (int t = 0; t < k; ++t) {
       const float xv = in_x[r][q + t], yv = in_y[r][q + t], wt = w[t];
       a0 += wt * xv;
       a1 += wt * yv;
-      a2 += wt * xv * xv;
-      a3 += wt * yv * yv;
-      a4 += wt * xv * yv;
+      a2 += wt * ssim_square_sum(xv, yv);
+      a3 += wt * ssim_mul(xv, yv);
     }
     along_w[0][r][q] = a0;
     along_w[1][r][q] = a1;
     along_w[2][r][q] = a2;
     along_w[3][r][q] = a3;
-    along_w[4][r][q] = a4;
   }
   __syncthreads();
 }
 
-// Stage two: the five window moments of map pixel (row r, column q) of the tile.
+// Stage two: the four window moments of map pixel (row r, column q) of the tile.
 __device__ __forceinline__ void fused_moments_at(const float (*along_w)[kFusedInH][kFusedTileW], const float* w, int k,
-                                                 int r, int q, float m[5]) {
-  for (int s = 0; s < 5; ++s) m[s] = 0.f;
+                                                 int r, int q, float m[kSsimMoments]) {
+  for (int s = 0; s < kSsimMoments; ++s) m[s] = 0.f;
   for (int t = 0; t < k; ++t)
-    for (int s = 0; s < 5; ++s) m[s] += w[t] * along_w[s][r + t][q];
+    for (int s = 0; s < kSsimMoments; ++s) m[s] += w[t] * along_w[s][r + t][q];
 }
 
 // SSIM (and CS) of one map tile; map, when given, receives the per-pixel SSIM. tile_sums[plane][tile]
@@ -94,7 +92,7 @@ __global__ void __launch_bounds__(kThreads)
                   Dims g, const float* __restrict__ window, float c1, float c2, int64_t tiles_w, int64_t tiles,
                   int64_t plane0, float* __restrict__ map, float* __restrict__ tile_sums) {
   __shared__ float in_x[kFusedInH][kFusedInW], in_y[kFusedInH][kFusedInW];
-  __shared__ float along_w[5][kFusedInH][kFusedTileW];
+  __shared__ float along_w[kSsimMoments][kFusedInH][kFusedTileW];
   __shared__ float w[kFusedMaxWin];
   __shared__ float red[2][kThreads];
   const int tid = threadIdx.x;
@@ -108,10 +106,10 @@ __global__ void __launch_bounds__(kThreads)
   for (int r = tid / kFusedTileW; r < kFusedTileH; r += kThreads / kFusedTileW) {
     const int64_t oh = oh0 + r, ow = ow0 + q;
     if (oh >= g.Ho || ow >= g.Wo) continue;
-    float m[5];
+    float m[kSsimMoments];
     fused_moments_at(along_w, w, k, r, q, m);
     float ssim, cs;
-    ssim_pixel<float>(m[0], m[1], m[2], m[3], m[4], c1, c2, ssim, cs);
+    ssim_pixel<float>(m[0], m[1], m[2], m[3], c1, c2, ssim, cs);
     if (map != nullptr) map[(plane * g.Ho + oh) * g.Wo + ow] = ssim;
     sum_s += ssim;
     sum_c += cs;
@@ -163,7 +161,7 @@ template <typename T>
 __global__ void ssim_pixels(const T* __restrict__ m, int64_t n, T c1, T c2, T* __restrict__ ssim, T* __restrict__ cs) {
   FASTPERC_GRID_LOOP(i, n) {
     T s, q;
-    ssim_pixel<T>(m[i], m[n + i], m[2 * n + i], m[3 * n + i], m[4 * n + i], c1, c2, s, q);
+    ssim_pixel<T>(m[i], m[n + i], m[2 * n + i], m[3 * n + i], c1, c2, s, q);
     ssim[i] = s;
     if (cs != nullptr) cs[i] = q;
   }

@@ -1,6 +1,8 @@
 """Reference SSIM ops, same signatures and semantics as torch.ops.fastperc.ssim / ssim_map (csrc/op_schemas.h).
 
-Plain torch: pad, filter x, y, x^2, y^2, xy separably with the 1-D window, form the map per pixel.
+Plain torch: pad, filter x, y, x^2 + y^2, xy separably with the 1-D window, form the map per pixel.
+SSIM and CS take the two variances only as their sum, so x^2 + y^2 is one filtered map, and the clamp
+that keeps rounding from making a variance negative applies to that sum (csrc/common/ssim_math.h).
 """
 from __future__ import annotations
 
@@ -34,24 +36,24 @@ def _pad(t: torch.Tensor, r: int, padding: int) -> torch.Tensor:
 
 
 def moments(x, y, window, padding):
-    """E[x], E[y], E[x^2], E[y^2], E[xy] over each window position, in the accumulation dtype."""
+    """E[x], E[y], E[x^2 + y^2], E[xy] over each window position, in the accumulation dtype."""
     acc = _acc(x.dtype)
     b, c = x.shape[:2]
     r = (window.numel() - 1) // 2
     xa, ya = x.to(acc), y.to(acc)
-    stack = torch.stack([xa, ya, xa * xa, ya * ya, xa * ya]).reshape(5 * b * c, 1, *x.shape[2:])
+    stack = torch.stack([xa, ya, xa * xa + ya * ya, xa * ya]).reshape(4 * b * c, 1, *x.shape[2:])
     out = _filter(_pad(stack, r, padding), window.to(acc))
-    return out.reshape(5, b, c, *out.shape[2:]).unbind(0)
+    return out.reshape(4, b, c, *out.shape[2:]).unbind(0)
 
 
 def maps(x, y, window, c1, c2, padding):
     """(SSIM map, CS map)."""
-    mx, my, exx, eyy, exy = moments(x, y, window, padding)
-    sxx = (exx - mx * mx).clamp(min=0)
-    syy = (eyy - my * my).clamp(min=0)
-    sxy = exy - mx * my
-    cs = (2 * sxy + c2) / (sxx + syy + c2)
-    return (2 * mx * my + c1) / (mx * mx + my * my + c1) * cs, cs
+    mx, my, esq, exy = moments(x, y, window, padding)
+    mxy, msq = mx * my, mx * mx + my * my
+    var = (esq - msq).clamp(min=0)  # sxx + syy
+    sxy = exy - mxy
+    cs = (2 * sxy + c2) / (var + c2)
+    return (2 * mxy + c1) / (msq + c1) * cs, cs
 
 
 def ssim(x, y, window, c1, c2, padding):

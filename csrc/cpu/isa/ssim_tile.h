@@ -19,9 +19,9 @@ struct SsimBlock {
 
 template <typename T>
 struct SsimTile {
-  // The five window moments E[x], E[y], E[x^2], E[y^2], E[xy] of every valid position of the
-  // dp x hp x wp blocks x and y (the products formed on the fly), consecutive in `out`;
-  // `scratch` holds ssim_scratch_size<T>(5, dp, hp, wp) elements.
+  // The kSsimMoments (4) window moments E[x], E[y], E[x^2 + y^2], E[xy] of every valid position of
+  // the dp x hp x wp blocks x and y (the products formed on the fly), consecutive in `out`;
+  // `scratch` holds ssim_scratch_size<T>(kSsimMoments, dp, hp, wp) elements.
   void (*moments)(SsimBlock<T> x, SsimBlock<T> y, int64_t dp, int64_t hp, int64_t wp, const T* w, int k, int kd,
                   T* scratch, T* out);
   // For each of `count` volumes of dp x hp x wp elements (consecutive in `in`), the valid separable
@@ -30,7 +30,7 @@ struct SsimTile {
   // ssim_scratch_size<T>(count, dp, hp, wp) elements.
   void (*filter)(const T* in, int count, int64_t dp, int64_t hp, int64_t wp, const T* w, int k, int kd, T* scratch,
                  T* out);
-  // SSIM and CS of n pixels from their five moments (moment s of pixel i at m[s * n + i]).
+  // SSIM and CS of n pixels from their four moments (moment s of pixel i at m[s * n + i]).
   void (*pixels)(const T* m, int64_t n, T c1, T c2, T* ssim, T* cs);
   // d[s * n + i]: gradient of gs[i] * ssim + gc[i] * cs (gc may be null) with respect to moment s.
   void (*pixel_grads)(const T* m, int64_t n, T c1, T c2, const T* gs, const T* gc, T* d);
