@@ -202,6 +202,29 @@ def test_every_isa_exact_identity_and_symmetry(isa, window, shape):
                 assert (a < 1).any()
 
 
+# The |x - y| term's gradient, sign(x - y) * gl, is branch-free (a branch on the sign mispredicted on
+# every other pixel of a noisy image). Half the rows here tie exactly (sign 0); gl is one value per
+# plane (what the mean reductions pass, expanded) or one per element, for every padding and ISA.
+@pytest.mark.parametrize("isa", supported_isas())
+def test_every_isa_l1_term_gradient_with_ties(isa):
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 2, 40, 37, generator=g, dtype=torch.float64)
+    y = x.clone()
+    y[..., ::2, :] += 0.05 * torch.randn(1, 2, 20, 37, generator=g, dtype=torch.float64)
+    per_plane = torch.tensor([0.7, -0.4], dtype=torch.float64).reshape(1, 2, 1, 1).expand(1, 2, 40, 37)
+    per_element = torch.randn(1, 2, 40, 37, generator=g, dtype=torch.float64)
+    for name, padding in PADS.items():
+        map_shape = reference.ssim_map(x, y, win(), C1, C2, padding).shape
+        gs = torch.randn(map_shape, generator=g, dtype=torch.float64)
+        for gl in (per_plane, per_element):
+            with cpu_isa(isa):
+                got = torch.ops.fastperc.ssim_backward(gs, None, gl, x, y, win(), C1, C2, padding, [True, True])
+            xr, yr = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+            loss = (reference.ssim_map(xr, yr, win(), C1, C2, padding) * gs).sum() + (gl * (xr - yr).abs()).sum()
+            for a, b in zip(got, torch.autograd.grad(loss, (xr, yr))):
+                torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13, msg=f"{name} padding")
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 130, 300), (1, 2, 70, 50, 80)], ids=str)
 def test_one_and_two_threads_identical(shape):
     x, y = pair(shape, dtype=torch.float32)
