@@ -44,6 +44,15 @@ FP_HD int ssim_fold_sources(int64_t q, int64_t n, int64_t r, int64_t mode, int64
   return count;
 }
 
+// sign(x - y): 1, -1 or 0, the gradient of |x - y| with respect to x (0 at a tie, as torch's abs).
+// Two comparisons and no branch: as nested selects GCC compiled it to branches in the CPU backward's
+// loops, which mispredicted on every other pixel of a noisy image (the L1 + SSIM backward took 2.7x
+// the SSIM backward's time under avx512, where its |x - y| term is a few percent of the work).
+template <typename T>
+FP_HD T ssim_l1_sign(T x, T y) {
+  return static_cast<T>(x > y) - static_cast<T>(x < y);
+}
+
 // The window moments per pixel: mx, my, esq, exy (their order in every moment buffer).
 constexpr int kSsimMoments = 4;
 

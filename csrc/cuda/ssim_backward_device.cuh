@@ -140,8 +140,7 @@ __global__ void __launch_bounds__(kThreads)
     float ax = f[0][e] + 2.f * xv * f[2][e] + yv * f[3][e];
     float ay = f[1][e] + 2.f * yv * f[2][e] + xv * f[3][e];
     if (gl.data != nullptr) {
-      const float diff = xv - yv;
-      const float v = (diff > 0.f ? 1.f : (diff < 0.f ? -1.f : 0.f)) * weight_at(gl, b, c, 0, qh, qw);
+      const float v = ssim_l1_sign(xv, yv) * weight_at(gl, b, c, 0, qh, qw);
       ax += v;
       ay -= v;
     }
@@ -200,8 +199,7 @@ __global__ void fold_to_inputs(const T* __restrict__ f, int64_t padded_total, co
     T ax = s[0] + T(2) * xv * s[2] + yv * s[3];
     T ay = s[1] + T(2) * yv * s[2] + xv * s[3];
     if (gl.data != nullptr) {
-      const T diff = xv - yv;
-      const T sign = diff > T(0) ? T(1) : (diff < T(0) ? T(-1) : T(0));
+      const T sign = ssim_l1_sign(xv, yv);
       const T v = sign * weight_at(gl, b, c, d, h, wq);
       ax += v;
       ay -= v;
