@@ -8,7 +8,8 @@ torch header: a few seconds) and disassembled; an innermost loop is the span of 
 with no other backward branch inside it. (Integer reloads of row pointers in the per-pixel tail loops,
 which run fewer than one vector's width of times per row, are not what this is about; nor are stack
 slots a loop only reads: loop invariants, the window's weights broadcast once, that the 16-register ISAs
-keep in memory where the H pass's rows of inputs fill the registers.) The generic
+keep in memory where the H pass's rows of inputs fill the registers.) The SSIM per-pixel stages must
+divide with packed instructions (vectorised loops). The generic
 Gram and sparse tiles are checked the same way, and for how their broadcasts compile. Last, no avx2 or
 avx512 object may emit a weak symbol, which the linker could pick for the rest of the library.
 """
