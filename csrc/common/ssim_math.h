@@ -80,26 +80,35 @@ FP_HD T ssim_square_sum(T x, T y) {
   return ssim_mul(x, x) + ssim_mul(y, y);
 }
 
+// SSIM = (n1 / d1) (n2 / d2) and CS = n2 / d2 of one pixel from its four moments:
+// n1 = 2 mx my + c1, d1 = mx^2 + my^2 + c1, n2 = 2 sxy + c2, d2 = max(var_raw, 0) + c2 with
+// var_raw = esq - mx^2 - my^2 (the forward and the backward take the same roundings from here).
 template <typename T>
-FP_HD void ssim_pixel(T mx, T my, T esq, T exy, T c1, T c2, T& ssim, T& cs) {
+struct SsimTerms {
+  T n1, d1, n2, d2, var_raw;
+};
+
+template <typename T>
+FP_HD SsimTerms<T> ssim_terms(T mx, T my, T esq, T exy, T c1, T c2) {
   const T mxy = ssim_mul(mx, my), msq = ssim_mul(mx, mx) + ssim_mul(my, my);
   const T var_raw = esq - msq;
   const T var = var_raw > T(0) ? var_raw : T(0);
-  const T sxy = exy - mxy;
-  cs = (T(2) * sxy + c2) / (var + c2);
-  ssim = (T(2) * mxy + c1) / (msq + c1) * cs;
+  return {T(2) * mxy + c1, msq + c1, T(2) * (exy - mxy) + c2, var + c2, var_raw};
+}
+
+template <typename T>
+FP_HD void ssim_pixel(T mx, T my, T esq, T exy, T c1, T c2, T& ssim, T& cs) {
+  const SsimTerms<T> t = ssim_terms(mx, my, esq, exy, c1, c2);
+  cs = t.n2 / t.d2;
+  ssim = t.n1 / t.d1 * cs;
 }
 
 // Gradient of gs * ssim + gc * cs with respect to the four moments. The clamp passes the gradient
 // where the raw variance sum is >= 0, as torch.clamp(min=0) does.
 template <typename T>
 FP_HD void ssim_pixel_grad(T mx, T my, T esq, T exy, T c1, T c2, T gs, T gc, T& d_mx, T& d_my, T& d_esq, T& d_exy) {
-  const T mxy = ssim_mul(mx, my), msq = ssim_mul(mx, mx) + ssim_mul(my, my);
-  const T var_raw = esq - msq;
-  const T var = var_raw > T(0) ? var_raw : T(0);
-  const T sxy = exy - mxy;
-  const T n1 = T(2) * mxy + c1, d1 = msq + c1;
-  const T n2 = T(2) * sxy + c2, d2 = var + c2;
+  const SsimTerms<T> t = ssim_terms(mx, my, esq, exy, c1, c2);
+  const T n1 = t.n1, d1 = t.d1, n2 = t.n2, d2 = t.d2;
   const T inv_d1 = T(1) / d1, inv_d2 = T(1) / d2;  // two divisions per pixel
   const T l = n1 * inv_d1, cs = n2 * inv_d2;
   const T dl = gs * cs;       // d(gs l cs + gc cs) / dl
@@ -109,7 +118,7 @@ FP_HD void ssim_pixel_grad(T mx, T my, T esq, T exy, T c1, T c2, T gs, T gc, T& 
   // The clamp as a factor of 1 or 0, not a select of the product: GCC 12 sinks a product used only
   // in one arm into that arm and then, as it might trap, no longer vectorises the loop (the CPU
   // kernels' moment-gradient stage ran scalar under avx2 and generic, 2x slower).
-  const T keep = var_raw >= T(0) ? T(1) : T(0);
+  const T keep = t.var_raw >= T(0) ? T(1) : T(0);
   const T d_var = keep * (-dcs * n2 * inv_d2 * inv_d2);
   d_esq = d_var;
   d_exy = d_sxy;
