@@ -1,5 +1,7 @@
 """SSIM kernels vs the pure-PyTorch reference (every padding, 2D and 3D, forward and both gradients),
 and the reference itself vs known values."""
+import importlib
+
 import pytest
 import torch
 
@@ -7,6 +9,9 @@ import fastperc
 from fastperc import reference
 from fastperc.functional.ssim import window_1d
 from conftest import cpu_isa, num_threads, rel_err, supported_isas
+
+# The module (the package exports its ssim function under the same name): its maps() gives the CS map too.
+reference_ssim = importlib.import_module("fastperc.reference.ssim")
 
 PADS = {"valid": 0, "zero": 1, "reflect": 2}
 C1, C2 = 0.01**2, 0.03**2
@@ -223,6 +228,39 @@ def test_every_isa_l1_term_gradient_with_ties(isa):
             loss = (reference.ssim_map(xr, yr, win(), C1, C2, padding) * gs).sum() + (gl * (xr - yr).abs()).sum()
             for a, b in zip(got, torch.autograd.grad(loss, (xr, yr))):
                 torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13, msg=f"{name} padding")
+
+
+# With "same" padding, 2D images long enough get thin edge tiles at each end of H and W (the window's
+# reach rounded up: 8 or 16 rows, 16 or 32 columns), so that the tiles between them read their input
+# in place (ssim_axis_tiles in csrc/cpu/ssim_cpu.h). Heights and widths just past and just short of
+# where the edges start, both gradients with SSIM and CS weights per pixel, a window of 11 taps
+# (reach 5: forward 8 x 16, backward 16 x 16) and of 21 (reach 10: forward 16 x 16, backward 32 x 32),
+# every ISA, float64 against the reference and float32 against the float64 kernel.
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("k,shape", [(11, (1, 2, 48, 160)), (11, (1, 1, 47, 159)), (11, (1, 2, 97, 333)),
+                                     (21, (1, 1, 81, 300)), (21, (2, 1, 64, 170))], ids=str)
+def test_every_isa_same_padding_edge_tiles(isa, k, shape):
+    w = win(k, sigma=k / 7)
+    x, y = pair(shape)
+    g = torch.Generator().manual_seed(5)
+    for name in ("zero", "reflect"):
+        padding = PADS[name]
+        gs, gc = torch.randn((2,) + shape, generator=g, dtype=torch.float64)
+        results = {}
+        for dtype in (torch.float64, torch.float32):
+            with cpu_isa(isa):
+                out = torch.ops.fastperc.ssim(x.to(dtype), y.to(dtype), w.to(dtype), C1, C2, padding)
+                m = torch.ops.fastperc.ssim_map(x.to(dtype), y.to(dtype), w.to(dtype), C1, C2, padding)
+                grads = torch.ops.fastperc.ssim_backward(gs.to(dtype), gc.to(dtype), None, x.to(dtype), y.to(dtype),
+                                                         w.to(dtype), C1, C2, padding, [True, True])
+            results[dtype] = [t.double() for t in out + (m,) + tuple(grads)]
+        xr, yr = x.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        ssim_map, cs_map = reference_ssim.maps(xr, yr, w, C1, C2, padding)
+        exp = [t.detach() for t in reference.ssim(xr, yr, w, C1, C2, padding)] + [ssim_map.detach()]
+        exp += list(torch.autograd.grad((ssim_map * gs).sum() + (cs_map * gc).sum(), (xr, yr)))
+        for i, (a, b, c) in enumerate(zip(results[torch.float64], exp, results[torch.float32])):
+            assert rel_err(a, b) < 1e-10, (name, i)
+            assert rel_err(c, a) < 1e-4, (name, i)
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 130, 300), (1, 2, 70, 50, 80)], ids=str)

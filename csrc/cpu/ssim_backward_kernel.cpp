@@ -144,7 +144,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g, /*backward=*/true);
   check_ssim_tile_size(g, tile, 2);
-  const int64_t tiles = ssim_tile_count(tile, g.Dp, g.Hp, g.Wp);
+  const int64_t tiles = ssim_tile_count(tile);
   const T* w_data = window.const_data_ptr<T>();
   const std::vector<T> w_flip(std::make_reverse_iterator(w_data + g.k), std::make_reverse_iterator(w_data));
   const std::vector<T> w(w_data, w_data + g.k);
@@ -180,7 +180,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
       const int64_t b = plane / g.C, c = plane % g.C;
-      const SsimTileBox box = ssim_tile_box(tile, g.Dp, g.Hp, g.Wp, t);
+      const SsimTileBox box = ssim_tile_box(tile, t);
       const int64_t pd0 = box.d0, ph0 = box.h0, pw0 = box.w0, td = box.nd, th = box.nh, tw = box.nw;
       // The outputs whose windows reach the tile (od x oh x ow from od0, oh0, ow0), and of those the
       // ones in the SSIM map (cd x ch x cw from cd0, ch0, cw0). The others have no upstream weight and
@@ -193,20 +193,20 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int64_t cw = std::min(ow0 + ow, g.Wo) - cw0;
       const int64_t id = cd + g.kd - 1, ih = ch + g.k - 1, iw = cw + g.k - 1;
       const int64_t nc = cd * ch * cw, no = od * oh * ow, nt = td * th * tw;
-      scratch.resize(
-          std::max(ssim_scratch_size<T>(kSsimMoments, id, ih, iw), ssim_scratch_size<T>(filtered, od, oh, ow)));
-      moments.resize(kSsimMoments * nc);
-      wgs.resize(nc);
-      dmap.resize(kSsimMoments * nc);
-      dmom.resize(filtered * no);
-      adj.resize(filtered * nt);
+      ssim_room(scratch,
+                std::max(ssim_scratch_size<T>(kSsimMoments, id, ih, iw), ssim_scratch_size<T>(filtered, od, oh, ow)));
+      ssim_room(moments, kSsimMoments * nc);
+      ssim_room(wgs, nc);
+      ssim_room(dmap, kSsimMoments * nc);
+      ssim_room(dmom, filtered * no);
+      ssim_room(adj, filtered * nt);
       // The input those outputs read, in place where it can be (ssim_tile_input), as in the forward.
       const auto [xb, yb] = ssim_tile_input(x_data, sx, y_data, sy, b, c, g, cd0, id, ch0, ih, cw0, iw, xs, ys, cols);
       isa.moments(xb, yb, id, ih, iw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
                   moments.data());
       gather_weights(gs, g, b, c, cd0, cd, ch0, ch, cw0, cw, wgs.data());
       if (gc.data != nullptr) {
-        wgc.resize(nc);
+        ssim_room(wgc, nc);
         gather_weights(gc, g, b, c, cd0, cd, ch0, ch, cw0, cw, wgc.data());
       }
       isa.pixel_grads(moments.data(), nc, c1, c2, wgs.data(), gc.data != nullptr ? wgc.data() : nullptr, dmap.data());

@@ -15,11 +15,14 @@ namespace cpu {
 
 inline int64_t ssim_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Tile edge lengths (D, H, W) over which one work item runs every stage with its buffers in L2; tall
-// enough that the recomputed halo (k - 1 rows, twice that in the backward) stays a small share.
-struct SsimTiling {
-  int64_t td, th, tw;
-};
+// Makes a work item's buffer hold at least n values: grown, never shrunk. resize() to each tile's
+// size would value-initialise the buffer again whenever a large tile follows a thin edge tile
+// (ssim_axis_tiles): memset took 17% of a zero-padded forward.
+template <typename T>
+void ssim_room(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
 // Tile extent along one axis of `extent`: equal tiles of about `nominal`, as many as extent / nominal
 // rounded to the nearest (at least one). The backward tiles the padded grid, 266 wide for a 256-wide
 // image with zero padding: ceil would cut it 256 + 10, and the 10-wide tiles cost their window halos
@@ -29,44 +32,79 @@ inline int64_t ssim_tile_extent(int64_t extent, int64_t nominal) {
   return std::max<int64_t>(1, ssim_ceil_div(extent, tiles));
 }
 
-// Tiles of the forward's output map (Ho x Wo) or of the backward's padded grid (Hp x Wp).
+// The tiles along one axis of the grid a kernel tiles: `edge` elements at each end (none where edge
+// is 0), the rest cut into tiles of `inner` (the last one shorter where inner does not divide it).
+struct SsimAxisTiles {
+  int64_t extent = 1, edge = 0, inner = 1;
+  int64_t count() const { return ssim_ceil_div(extent - 2 * edge, inner) + (edge > 0 ? 2 : 0); }
+  int64_t largest() const { return std::min(extent, std::max(edge, inner)); }
+  // First element and length of tile i.
+  std::pair<int64_t, int64_t> tile(int64_t i) const {
+    if (edge > 0) {
+      if (i == 0) return {0, edge};
+      if (i == count() - 1) return {extent - edge, edge};
+      --i;
+    }
+    const int64_t first = edge + i * inner;
+    return {first, std::min(inner, extent - edge - first)};
+  }
+};
+
+// Tile edge lengths over which one work item runs every stage with its buffers in L2; tall enough
+// that the recomputed halo (k - 1 rows, twice that in the backward) stays a small share.
+struct SsimTiling {
+  SsimAxisTiles d, h, w;
+};
+
+// Tiles along one axis of a "same"-padded image whose inner tiles read no padding: the forward's
+// outputs read r elements past their own, the backward's padded elements 3r (they reach outputs
+// k - 1 away, which read r further). A tile whose input is all inside the image is read in place
+// (ssim_tile_input); one that reaches the padding is packed first, a copy from L3 that does not
+// overlap arithmetic: with two 256-wide tiles per row, every tile of a 512-wide image reached it,
+// and the zero-padding forward took 1.35x the valid one under avx512 (Zen 5, RESULTS.md). So the
+// padding is left to thin edge tiles (`reach` rounded up to `align`), where the image is long enough.
+inline SsimAxisTiles ssim_axis_tiles(int64_t extent, int64_t nominal, int64_t reach, int64_t align) {
+  const int64_t edge = ssim_ceil_div(reach, align) * align;
+  if (reach == 0 || extent - 2 * edge < nominal / 2) return {extent, 0, ssim_tile_extent(extent, nominal)};
+  return {extent, edge, ssim_tile_extent(extent - 2 * edge, nominal)};
+}
+
+// Tiles of the forward's output map (Do x Ho x Wo) or of the backward's padded grid (Dp x Hp x Wp).
 inline SsimTiling ssim_tiling(const SsimGeometry& g, bool backward = false) {
+  const int64_t D = backward ? g.Dp : g.Do, H = backward ? g.Hp : g.Ho, W = backward ? g.Wp : g.Wo;
   // Volumes: deep tiles, because the W and H passes run over the whole (D + k - 1) padded depth.
   // Measured on 128^3 and 4 x 64^3 (RESULTS.md): 2x faster forward than {4, 16, 64}. Their sizes stay
   // fixed: equal tiles timed 0.8-1.0x these at 96^3 and 2 x 64^3 (noisy, not shown to be better).
-  if (g.volumetric) return backward ? SsimTiling{16, 24, 64} : SsimTiling{32, 16, 64};
-  const int64_t H = backward ? g.Hp : g.Ho, W = backward ? g.Wp : g.Wo;
-  return SsimTiling{1, ssim_tile_extent(H, 64), ssim_tile_extent(W, 256)};
+  // No edge tiles: a volume's depth tiles all reach its padding (64 deep: two tiles).
+  if (g.volumetric)
+    return backward ? SsimTiling{{D, 0, 16}, {H, 0, 24}, {W, 0, 64}} : SsimTiling{{D, 0, 32}, {H, 0, 16}, {W, 0, 64}};
+  const int64_t reach = g.mode == kSsimValid ? 0 : (backward ? 3 : 1) * g.r;
+  return SsimTiling{{D, 0, 1}, ssim_axis_tiles(H, 64, reach, 8), ssim_axis_tiles(W, 256, reach, 16)};
 }
 
 // A work item's buffers hold its tile plus `halos` window halos per axis (1 in the forward, 2 in the
 // backward) times a dozen planes. A window so wide that one tile passes 2^24 elements (64 MiB per
 // float plane) is refused here, before any thread allocates, rather than failing in a worker.
 inline void check_ssim_tile_size(const SsimGeometry& g, const SsimTiling& t, int64_t halos) {
-  const int64_t n = checked_size_product({std::min(t.td, g.Dp) + halos * (g.kd - 1),
-                                          std::min(t.th, g.Hp) + halos * (g.k - 1),
-                                          std::min(t.tw, g.Wp) + halos * (g.k - 1)}, "an SSIM tile");
+  const int64_t n = checked_size_product({t.d.largest() + halos * (g.kd - 1), t.h.largest() + halos * (g.k - 1),
+                                          t.w.largest() + halos * (g.k - 1)}, "an SSIM tile");
   TORCH_CHECK(n <= (int64_t{1} << 24), "fastperc: a window of ", g.k, " taps is too wide for the CPU SSIM kernel (",
               n, " elements per tile; at most 2^24)");
 }
 
-// Tile t of a D x H x W grid cut into tiles of `tiling`: its origin and extent along each axis.
+// Tile t of the grid cut into tiles of `tiling` (t < ssim_tile_count): its origin and extent along each axis.
 struct SsimTileBox {
   int64_t d0, h0, w0, nd, nh, nw;
 };
-inline int64_t ssim_tile_count(const SsimTiling& tiling, int64_t D, int64_t H, int64_t W) {
-  return ssim_ceil_div(D, tiling.td) * ssim_ceil_div(H, tiling.th) * ssim_ceil_div(W, tiling.tw);
+inline int64_t ssim_tile_count(const SsimTiling& tiling) {
+  return tiling.d.count() * tiling.h.count() * tiling.w.count();
 }
-inline SsimTileBox ssim_tile_box(const SsimTiling& tiling, int64_t D, int64_t H, int64_t W, int64_t t) {
-  const int64_t th = ssim_ceil_div(H, tiling.th), tw = ssim_ceil_div(W, tiling.tw);
-  SsimTileBox b{};
-  b.d0 = (t / (th * tw)) * tiling.td;
-  b.h0 = ((t / tw) % th) * tiling.th;
-  b.w0 = (t % tw) * tiling.tw;
-  b.nd = std::min(tiling.td, D - b.d0);
-  b.nh = std::min(tiling.th, H - b.h0);
-  b.nw = std::min(tiling.tw, W - b.w0);
-  return b;
+inline SsimTileBox ssim_tile_box(const SsimTiling& tiling, int64_t t) {
+  const int64_t nh = tiling.h.count(), nw = tiling.w.count();
+  const auto [d0, nd] = tiling.d.tile(t / (nh * nw));
+  const auto [h0, h_len] = tiling.h.tile((t / nw) % nh);
+  const auto [w0, w_len] = tiling.w.tile(t % nw);
+  return SsimTileBox{d0, h0, w0, nd, h_len, w_len};
 }
 
 // One row of one tensor into a contiguous buffer: columns [lo, hi) are consecutive input columns
@@ -96,7 +134,7 @@ void ssim_pack(const scalar_t* x, const SsimStrides& sx, const scalar_t* y, cons
   auto source = [&](int64_t p, int64_t padded, int64_t r, int64_t n) -> int64_t {
     return (p < 0 || p >= padded) ? -1 : ssim_pad_source(p, r, n, g.mode);
   };
-  cols.resize(nw);
+  ssim_room(cols, nw);
   // Columns whose sources are consecutive input columns: copied by a plain (vectorisable) loop.
   int64_t lo = nw, hi = 0;
   for (int64_t j = 0; j < nw; ++j) {
@@ -143,8 +181,8 @@ std::pair<SsimBlock<T>, SsimBlock<T>> ssim_tile_input(const scalar_t* x, const S
       return {SsimBlock<T>{x + sx.at(b, c, xd0, xh0, xw0), sx.h, sx.d},
               SsimBlock<T>{y + sy.at(b, c, xd0, xh0, xw0), sy.h, sy.d}};
   }
-  xs.resize(nd * nh * nw);
-  ys.resize(nd * nh * nw);
+  ssim_room(xs, nd * nh * nw);
+  ssim_room(ys, nd * nh * nw);
   ssim_pack(x, sx, y, sy, b, c, g, d0, nd, h0, nh, w0, nw, xs.data(), ys.data(), cols);
   return {SsimBlock<T>{xs.data(), nw, nh * nw}, SsimBlock<T>{ys.data(), nw, nh * nw}};
 }

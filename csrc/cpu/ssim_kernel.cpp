@@ -30,7 +30,7 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
   const SsimTile<T> isa = active_ssim_tile<T>();
   const SsimTiling tile = ssim_tiling(g);
   check_ssim_tile_size(g, tile, 1);
-  const int64_t tiles = ssim_tile_count(tile, g.Do, g.Ho, g.Wo);
+  const int64_t tiles = ssim_tile_count(tile);
   const std::vector<T> w(window.const_data_ptr<T>(), window.const_data_ptr<T>() + g.k);
   const SsimStrides sx = ssim_strides_of(x), sy = ssim_strides_of(y);
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
@@ -44,14 +44,14 @@ void ssim_forward_typed(const at::Tensor& x, const at::Tensor& y, const at::Tens
     for (int64_t item = begin; item < end; ++item) {
       const int64_t plane = item / tiles, t = item % tiles;
       const int64_t b = plane / g.C, c = plane % g.C;
-      const SsimTileBox box = ssim_tile_box(tile, g.Do, g.Ho, g.Wo, t);
+      const SsimTileBox box = ssim_tile_box(tile, t);
       const int64_t od0 = box.d0, oh0 = box.h0, ow0 = box.w0, od = box.nd, oh = box.nh, ow = box.nw;
       const int64_t pd = od + g.kd - 1, ph = oh + g.k - 1, pw = ow + g.k - 1;
       const int64_t no = od * oh * ow;
-      scratch.resize(ssim_scratch_size<T>(kSsimMoments, pd, ph, pw));
-      moments.resize(kSsimMoments * no);
-      ssim.resize(no);
-      cs.resize(no);
+      ssim_room(scratch, ssim_scratch_size<T>(kSsimMoments, pd, ph, pw));
+      ssim_room(moments, kSsimMoments * no);
+      ssim_room(ssim, no);
+      ssim_room(cs, no);
       const auto [xb, yb] = ssim_tile_input(x_data, sx, y_data, sy, b, c, g, od0, pd, oh0, ph, ow0, pw, xs, ys, cols);
       isa.moments(xb, yb, pd, ph, pw, w.data(), static_cast<int>(g.k), static_cast<int>(g.kd), scratch.data(),
                   moments.data());
