@@ -82,13 +82,12 @@ inline T l1_gradient(T x, T y, T gl) {
 }
 
 // Reflect padding: the padded elements near the borders, whose gradients the fold pass sums onto the
-// inputs they mirror. Along each padded axis, a band of 2r + 1 elements at each end: the padding (r),
-// the r input elements it mirrors, and the edge element between them (reflect does not repeat it; it
-// is in the band only to keep the band's shape simple). The input elements between the bands have no
-// mirror image: their padded element is their only copy, and its tile writes it straight into the
-// gradient. Stored plane by plane, the padded box minus its inner box, in order: 22k of the 272k
-// padded elements of a 512 x 512 plane with 11 taps, where padded planes and a fold of every element
-// took 6.5 MB at 1 x 3 x 512^2.
+// inputs they mirror. Along each padded axis, the 2r + 1 elements at each end: the padding itself (r)
+// and the r + 1 elements of the input that is mirrored (its edge element, which reflect does not
+// repeat, with them). The input elements between these bands have no mirror image: their padded
+// element is their only copy, and its tile writes it straight into the gradient. Stored plane by
+// plane, the padded box minus its inner box, in order: 22k of the 272k padded elements of a 512 x 512
+// plane with 11 taps. Padded planes and a fold of every element took 6.5 MB at 1 x 3 x 512^2.
 struct SsimBand {
   struct Axis {
     int64_t extent, band, inner;  // inner: the elements between the two bands (none for a short axis)
@@ -104,6 +103,7 @@ struct SsimBand {
     const int64_t band = r > 0 ? 2 * r + 1 : 0;
     return {extent, band, std::max<int64_t>(0, extent - 2 * band)};
   }
+  bool in_inner(int64_t pd, int64_t ph, int64_t pw) const { return d.in_inner(pd) && h.in_inner(ph) && w.in_inner(pw); }
   // Position in its plane's store of padded element (pd, ph, pw), one outside the inner box: the
   // elements before it in row-major order, less the inner ones among them.
   int64_t index(int64_t pd, int64_t ph, int64_t pw) const {
