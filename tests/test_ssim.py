@@ -230,15 +230,16 @@ def test_every_isa_l1_term_gradient_with_ties(isa):
                 torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13, msg=f"{name} padding")
 
 
-# With "same" padding, 2D images long enough get thin edge tiles at each end of H and W (the window's
-# reach rounded up: 8 or 16 rows, 16 or 32 columns), so that the tiles between them read their input
-# in place (ssim_axis_tiles in csrc/cpu/ssim_cpu.h). Heights and widths just past and just short of
-# where the edges start, both gradients with SSIM and CS weights per pixel, a window of 11 taps
-# (reach 5: forward 8 x 16, backward 16 x 16) and of 21 (reach 10: forward 16 x 16, backward 32 x 32),
-# every ISA, float64 against the reference and float32 against the float64 kernel.
+# With "same" padding, 2D images wide enough for two tiles get an edge tile at each end of W (a
+# quarter of the nominal 256, or the window's reach where that is more), so that the tiles between
+# read their input in place (ssim_w_tiles in csrc/cpu/ssim_cpu.h). Widths just past and just short of
+# where the edges start (384 outputs forward; 384 padded elements backward, so 383 has them in the
+# backward only), two middle tiles (700), windows of 11, 21 and 45 taps (reach 3r = 66 past the
+# quarter tile), both gradients with SSIM and CS weights per pixel, every ISA: float64 against the
+# reference, float32 against the float64 kernel.
 @pytest.mark.parametrize("isa", supported_isas())
-@pytest.mark.parametrize("k,shape", [(11, (1, 2, 48, 160)), (11, (1, 1, 47, 159)), (11, (1, 2, 97, 333)),
-                                     (21, (1, 1, 81, 300)), (21, (2, 1, 64, 170))], ids=str)
+@pytest.mark.parametrize("k,shape", [(11, (1, 2, 20, 384)), (11, (1, 1, 17, 383)), (11, (1, 2, 33, 700)),
+                                     (21, (2, 1, 25, 450)), (45, (1, 1, 50, 500))], ids=str)
 def test_every_isa_same_padding_edge_tiles(isa, k, shape):
     w = win(k, sigma=k / 7)
     x, y = pair(shape)

@@ -16,8 +16,8 @@ namespace cpu {
 inline int64_t ssim_ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 // Makes a work item's buffer hold at least n values: grown, never shrunk. resize() to each tile's
-// size would value-initialise the buffer again whenever a large tile follows a thin edge tile
-// (ssim_axis_tiles): memset took 17% of a zero-padded forward.
+// size would value-initialise the buffer again whenever a large tile follows a smaller edge tile
+// (ssim_w_tiles): memset took 17% of a zero-padded forward with 16-wide edges.
 template <typename T>
 void ssim_room(std::vector<T>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
@@ -56,17 +56,21 @@ struct SsimTiling {
   SsimAxisTiles d, h, w;
 };
 
-// Tiles along one axis of a "same"-padded image whose inner tiles read no padding: the forward's
-// outputs read r elements past their own, the backward's padded elements 3r (they reach outputs
-// k - 1 away, which read r further). A tile whose input is all inside the image is read in place
-// (ssim_tile_input); one that reaches the padding is packed first, a copy from L3 that does not
-// overlap arithmetic: with two 256-wide tiles per row, every tile of a 512-wide image reached it,
-// and the zero-padding forward took 1.35x the valid one under avx512 (Zen 5, RESULTS.md). So the
-// padding is left to thin edge tiles (`reach` rounded up to `align`), where the image is long enough.
-inline SsimAxisTiles ssim_axis_tiles(int64_t extent, int64_t nominal, int64_t reach, int64_t align) {
-  const int64_t edge = ssim_ceil_div(reach, align) * align;
-  if (reach == 0 || extent - 2 * edge < nominal / 2) return {extent, 0, ssim_tile_extent(extent, nominal)};
-  return {extent, edge, ssim_tile_extent(extent - 2 * edge, nominal)};
+// Tiles along the W axis of a "same"-padded image. A tile whose input lies inside the image is read in
+// place (ssim_tile_input); one that reaches the padding is packed first, a copy from L3 that overlaps
+// no arithmetic. 512 wide was two 256-wide tiles, both reaching the padding, and the zero-padded
+// forward took 1.35x the valid one under avx512 (Zen 5, RESULTS.md). So where W makes two tiles or
+// more, each end gets an edge tile of a quarter of the nominal width (at least the reach: r for the
+// forward's outputs, 3r for the backward's padded elements), and the rest is cut into one tile fewer
+// than before, read in place: one tile more in all, one more halo (the window recomputed over k - 1
+// more columns). Narrower images keep their one tile: thin edge tiles (16 columns, and 8 rows along
+// H) made 256 x 256 images 5-30% slower on every ISA. Along H only the first and last of the 64-row
+// tiles reach the padding.
+inline SsimAxisTiles ssim_w_tiles(int64_t extent, int64_t nominal, int64_t reach) {
+  const int64_t edge = std::max(nominal / 4, reach);
+  const int64_t tiles = (extent + nominal / 2) / nominal;  // the count without edges (ssim_tile_extent)
+  if (reach == 0 || tiles < 2 || extent - 2 * edge < nominal / 2) return {extent, 0, ssim_tile_extent(extent, nominal)};
+  return {extent, edge, ssim_ceil_div(extent - 2 * edge, tiles - 1)};
 }
 
 // Tiles of the forward's output map (Do x Ho x Wo) or of the backward's padded grid (Dp x Hp x Wp).
@@ -75,11 +79,10 @@ inline SsimTiling ssim_tiling(const SsimGeometry& g, bool backward = false) {
   // Volumes: deep tiles, because the W and H passes run over the whole (D + k - 1) padded depth.
   // Measured on 128^3 and 4 x 64^3 (RESULTS.md): 2x faster forward than {4, 16, 64}. Their sizes stay
   // fixed: equal tiles timed 0.8-1.0x these at 96^3 and 2 x 64^3 (noisy, not shown to be better).
-  // No edge tiles: a volume's depth tiles all reach its padding (64 deep: two tiles).
   if (g.volumetric)
     return backward ? SsimTiling{{D, 0, 16}, {H, 0, 24}, {W, 0, 64}} : SsimTiling{{D, 0, 32}, {H, 0, 16}, {W, 0, 64}};
   const int64_t reach = g.mode == kSsimValid ? 0 : (backward ? 3 : 1) * g.r;
-  return SsimTiling{{D, 0, 1}, ssim_axis_tiles(H, 64, reach, 8), ssim_axis_tiles(W, 256, reach, 16)};
+  return SsimTiling{{D, 0, 1}, {H, 0, ssim_tile_extent(H, 64)}, ssim_w_tiles(W, 256, reach)};
 }
 
 // A work item's buffers hold its tile plus `halos` window halos per axis (1 in the forward, 2 in the
