@@ -8,10 +8,11 @@
 // combines them with x and y into the gradient of its padded elements:
 //   dL/dx_p = F(d_mx)_p + 2 x_p F(d_esq)_p + y_p F(d_exy)_p  (and symmetrically for y),
 // esq being the window sum of x^2 + y^2.
-// With valid and zero padding a padded element is one input element or none, and a tile writes its
-// gradient, plus the |x - y| term, straight into grad_x / grad_y. With reflect padding a last pass
-// folds padded elements back onto the inputs they mirror and adds the |x - y| term. No element is
-// written twice: no atomics, and results do not depend on the thread count. A gradient not asked for
+// A padded element that is the only copy of its input element (every one with valid and zero
+// padding) has its gradient, plus the |x - y| term, written by its tile straight into grad_x /
+// grad_y. With reflect padding the elements near the borders (SsimBand) go to a small store, and a
+// last pass folds them onto the inputs they mirror and adds the |x - y| term. No element is written
+// twice: no atomics, and results do not depend on the thread count. A gradient not asked for
 // (output_mask) costs nothing past the shared moments: its two adjoint filters and its fold are skipped.
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
@@ -21,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <memory>
+#include <optional>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -79,28 +81,84 @@ inline T l1_gradient(T x, T y, T gl) {
   return ssim_l1_sign(x, y) * gl;
 }
 
-// Valid and zero padding: the gradient of one tile's padded elements, written straight into the
-// plane's gx / gy (contiguous D x H x W; null when not wanted), plus the |x - y| term when gl is given.
-// Padded elements outside the input (zero padding's border) are dropped. xt / yt: x and y from the
-// tile's first element; f_*: the adjoint-filtered moment gradients of the tile (nd x nh x nw).
+// Reflect padding: the padded elements near the borders, whose gradients the fold pass sums onto the
+// inputs they mirror. Along each padded axis, a band of 2r + 1 elements at each end: the padding (r),
+// the r input elements it mirrors, and the edge element between them (reflect does not repeat it; it
+// is in the band only to keep the band's shape simple). The input elements between the bands have no
+// mirror image: their padded element is their only copy, and its tile writes it straight into the
+// gradient. Stored plane by plane, the padded box minus its inner box, in order: 22k of the 272k
+// padded elements of a 512 x 512 plane with 11 taps, where padded planes and a fold of every element
+// took 6.5 MB at 1 x 3 x 512^2.
+struct SsimBand {
+  struct Axis {
+    int64_t extent, band, inner;  // inner: the elements between the two bands (none for a short axis)
+    bool in_inner(int64_t p) const { return p >= band && p < band + inner; }
+  };
+  Axis d, h, w;
+  int64_t per_plane;
+
+  explicit SsimBand(const SsimGeometry& g)
+      : d(axis(g.Dp, g.rd)), h(axis(g.Hp, g.r)), w(axis(g.Wp, g.r)),
+        per_plane(g.Dp * g.Hp * g.Wp - d.inner * h.inner * w.inner) {}
+  static Axis axis(int64_t extent, int64_t r) {
+    const int64_t band = r > 0 ? 2 * r + 1 : 0;
+    return {extent, band, std::max<int64_t>(0, extent - 2 * band)};
+  }
+  // Position in its plane's store of padded element (pd, ph, pw), one outside the inner box: the
+  // elements before it in row-major order, less the inner ones among them.
+  int64_t index(int64_t pd, int64_t ph, int64_t pw) const {
+    int64_t i = pd * h.extent * w.extent - std::clamp<int64_t>(pd - d.band, 0, d.inner) * h.inner * w.inner;
+    if (!d.in_inner(pd)) return i + ph * w.extent + pw;
+    i += ph * w.extent - std::clamp<int64_t>(ph - h.band, 0, h.inner) * w.inner;
+    if (!h.in_inner(ph)) return i + pw;
+    return i + pw - std::clamp<int64_t>(pw - w.band, 0, w.inner);
+  }
+};
+
+// The gradient of one tile's padded elements. Those that are the only copy of their input element
+// (with valid and zero padding, every element inside the input; with reflect, those in no band) go
+// straight into the plane's gx / gy (contiguous D x H x W; null when not wanted), plus the |x - y|
+// term when gl is given. Reflect's banded elements go to the plane's band stores bx / by, without the
+// term, which the fold adds once; zero padding's other elements (its zeros) are dropped. xt / yt: x
+// and y from the tile's first element; f_*: the adjoint-filtered moment gradients of the tile.
 template <typename scalar_t, typename T>
 void write_tile_gradient(const SsimGeometry& g, int64_t b, int64_t c, const SsimTileBox& box, SsimBlock<T> xt,
                          SsimBlock<T> yt, const T* f_mx, const T* f_my, const T* f_esq, const T* f_exy,
-                         const Weights<T>& gl, scalar_t* gx, scalar_t* gy) {
-  // Input coordinate = padded coordinate - r; the tile's columns that land inside the input.
-  const int64_t w_first = std::max<int64_t>(0, g.r - box.w0);
-  const int64_t w_end = std::min<int64_t>(box.nw, g.W + g.r - box.w0);
+                         const Weights<T>& gl, scalar_t* gx, scalar_t* gy, const SsimBand* band, T* bx, T* by) {
+  // The tile's columns written straight into the gradient (input coordinate = padded one - r).
+  const int64_t direct_lo = band != nullptr ? band->w.band : g.r;
+  const int64_t direct_hi = band != nullptr ? band->w.band + band->w.inner : g.r + g.W;
+  const int64_t w_first = std::clamp<int64_t>(direct_lo - box.w0, 0, box.nw);
+  const int64_t w_end = std::clamp<int64_t>(direct_hi - box.w0, w_first, box.nw);
   const bool plane_l1 = gl.data != nullptr && gl.per_plane();
   const T l1_plane = plane_l1 ? gl.at(b, c, 0, 0, 0) : T(0);
   for (int64_t dd = 0; dd < box.nd; ++dd) {
-    const int64_t d = box.d0 + dd - g.rd;
-    if (d < 0 || d >= g.D) continue;
+    const int64_t pd = box.d0 + dd, d = pd - g.rd;
     for (int64_t hh = 0; hh < box.nh; ++hh) {
-      const int64_t h = box.h0 + hh - g.r;
-      if (h < 0 || h >= g.H) continue;
+      const int64_t ph = box.h0 + hh, h = ph - g.r;
+      const bool direct_row = band != nullptr ? band->d.in_inner(pd) && band->h.in_inner(ph)
+                                              : d >= 0 && d < g.D && h >= 0 && h < g.H;
       const int64_t t_row = (dd * box.nh + hh) * box.nw;
       const T* xr = xt.data + dd * xt.plane + hh * xt.row;
       const T* yr = yt.data + dd * yt.plane + hh * yt.row;
+      if (band != nullptr) {  // the banded columns of this row: all of them outside the inner rows
+        // Each run [from, to) lies in one band of the row (or the whole of a banded row): contiguous in
+        // the store, one index for it and a plain loop.
+        auto store = [&](T* s, const T* f_m, const T* own, const T* other, int64_t from, int64_t to) {
+          if (s == nullptr || from >= to) return;
+          T* const dst = s + band->index(pd, ph, box.w0 + from) - from;
+          for (int64_t ww = from; ww < to; ++ww) {
+            const int64_t i = t_row + ww;
+            dst[ww] = f_m[i] + T(2) * own[ww] * f_esq[i] + other[ww] * f_exy[i];
+          }
+        };
+        const int64_t lo = direct_row ? w_first : box.nw, hi = direct_row ? w_end : box.nw;
+        store(bx, f_mx, xr, yr, 0, lo);
+        store(bx, f_mx, xr, yr, hi, box.nw);
+        store(by, f_my, yr, xr, 0, lo);
+        store(by, f_my, yr, xr, hi, box.nw);
+      }
+      if (!direct_row) continue;
       const int64_t out_row = (d * g.H + h) * g.W + box.w0 - g.r;
       // grad_own = F(d_m) + 2 own F(d_esq) + other F(d_exy), plus sign * the |x - y| term: x takes
       // (mx, +), y takes (my, -). Three loops, each one the compiler vectorises where it can: without
@@ -152,24 +210,19 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
   const scalar_t* x_data = x.const_data_ptr<scalar_t>();
   const scalar_t* y_data = y.const_data_ptr<scalar_t>();
   const Weights<T> gs(grad_ssim), gc(grad_cs), gl(grad_l1);
-  const int64_t padded_size = g.Dp * g.Hp * g.Wp;
   at::Tensor grad_x = need_x ? at::empty(x.sizes(), x.options().memory_format(at::MemoryFormat::Contiguous))
                              : at::empty({0}, x.options());
   at::Tensor grad_y = need_y ? at::empty(y.sizes(), y.options().memory_format(at::MemoryFormat::Contiguous))
                              : at::empty({0}, y.options());
   scalar_t* gx = need_x ? grad_x.data_ptr<scalar_t>() : nullptr;
   scalar_t* gy = need_y ? grad_y.data_ptr<scalar_t>() : nullptr;
-  // Valid and zero padding: a padded element is one input element or none, so tiles write the
-  // gradient (and the |x - y| term) straight into grad_x / grad_y and drop the zero padding. Reflect
-  // mirrors borders onto several inputs: tiles fill padded planes, and a fold pass sums them. Going
-  // direct saves the padded planes (memory and traffic) and the fold pass: about 3% of the 1x3x512x512
-  // backward on a Zen 4 (RESULTS.md).
-  const bool direct = g.mode != kSsimReflect;
-  // Every padded element is written by exactly one tile: no zero fill needed.
-  const int64_t wanted = direct ? 0 : int64_t(need_x) + int64_t(need_y);
-  std::unique_ptr<T[]> padded_grad(new T[static_cast<size_t>(wanted * g.planes() * padded_size)]);
-  T* px = !direct && need_x ? padded_grad.get() : nullptr;
-  T* py = !direct && need_y ? padded_grad.get() + (need_x ? g.planes() * padded_size : 0) : nullptr;
+  // Reflect: the banded padded elements of each plane (SsimBand), one store per wanted gradient,
+  // every element written by exactly one tile (no zero fill needed).
+  const std::optional<SsimBand> band = g.mode == kSsimReflect ? std::optional<SsimBand>(g) : std::nullopt;
+  const int64_t band_size = band ? g.planes() * band->per_plane : 0;
+  std::unique_ptr<T[]> band_store(new T[static_cast<size_t>((int64_t(need_x) + int64_t(need_y)) * band_size)]);
+  T* const bx = band && need_x ? band_store.get() : nullptr;
+  T* const by = band && need_y ? band_store.get() + (need_x ? band_size : 0) : nullptr;
   // The adjoint filter runs on the moment gradients each wanted input needs, moved to the front of
   // dmom: x needs (mx, esq, exy), y needs (my, esq, exy), both need all four (mx, my, esq, exy).
   const int filtered = need_x && need_y ? kSsimMoments : 3;
@@ -242,92 +295,81 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
       const int64_t at_tile[2] = {(pd0 - cd0) * xb.plane + (ph0 - ch0) * xb.row + pw0 - cw0,
                                   (pd0 - cd0) * yb.plane + (ph0 - ch0) * yb.row + pw0 - cw0};
       const SsimBlock<T> xt{xb.data + at_tile[0], xb.row, xb.plane}, yt{yb.data + at_tile[1], yb.row, yb.plane};
-      if (direct) {
-        write_tile_gradient(g, b, c, box, xt, yt, f_mx, f_my, f_esq, f_exy, gl,
-                            gx != nullptr ? gx + plane * g.image_size() : nullptr,
-                            gy != nullptr ? gy + plane * g.image_size() : nullptr);
-        continue;
-      }
-      for (int64_t dd = 0; dd < td; ++dd)
-        for (int64_t hh = 0; hh < th; ++hh) {
-          const T* xr = xt.data + dd * xt.plane + hh * xt.row;
-          const T* yr = yt.data + dd * yt.plane + hh * yt.row;
-          const int64_t t_row = (dd * th + hh) * tw;
-          const int64_t p_row = plane * padded_size + ((pd0 + dd) * g.Hp + ph0 + hh) * g.Wp + pw0;
-          if (px != nullptr)
-            for (int64_t ww = 0; ww < tw; ++ww) {
-              const int64_t i = t_row + ww;
-              px[p_row + ww] = f_mx[i] + T(2) * xr[ww] * f_esq[i] + yr[ww] * f_exy[i];
-            }
-          if (py != nullptr)
-            for (int64_t ww = 0; ww < tw; ++ww) {
-              const int64_t i = t_row + ww;
-              py[p_row + ww] = f_my[i] + T(2) * yr[ww] * f_esq[i] + xr[ww] * f_exy[i];
-            }
-        }
+      const int64_t band_at = band ? plane * band->per_plane : 0;
+      write_tile_gradient(g, b, c, box, xt, yt, f_mx, f_my, f_esq, f_exy, gl,
+                          gx != nullptr ? gx + plane * g.image_size() : nullptr,
+                          gy != nullptr ? gy + plane * g.image_size() : nullptr, band ? &*band : nullptr,
+                          bx != nullptr ? bx + band_at : nullptr, by != nullptr ? by + band_at : nullptr);
     }
   });
 
-  if (direct) return {grad_x, grad_y};
-  // Reflect: fold the padded gradient onto the inputs and add the |x - y| term: sign(x - y) * gl.
-  const bool plane_l1 = gl.data != nullptr && gl.per_plane();
+  if (!band) return {grad_x, grad_y};
+  // Reflect: each input element whose own padded element is banded sums its copies from the store (its
+  // mirror images are banded too) and adds the |x - y| term, sign(x - y) * gl; the others were written
+  // by their tiles. An input row whose padded row is banded has every element banded, and so do the
+  // rows of its copies: each copy row is a contiguous run of the store, added in plain loops (copies
+  // in the order ssim_fold_sources lists them, as a per-element sum would). Other rows have banded
+  // elements in their first and last r + 1 columns only, and one copy row.
   at::parallel_for(0, g.planes() * g.D * g.H, 16, [&](int64_t begin, int64_t end) {
     int64_t sd[3], sh[3], sw[3];
+    std::vector<T> ax(static_cast<size_t>(g.W)), ay(static_cast<size_t>(g.W));
     for (int64_t row = begin; row < end; ++row) {
       const int64_t plane = row / (g.D * g.H), d = (row / g.H) % g.D, h = row % g.H;
       const int64_t b = plane / g.C, c = plane % g.C;
       const int nsd = ssim_fold_sources(d, g.D, g.rd, g.mode, sd);
       const int nsh = ssim_fold_sources(h, g.H, g.r, g.mode, sh);
+      const T* const sx_plane = bx != nullptr ? bx + plane * band->per_plane : nullptr;
+      const T* const sy_plane = by != nullptr ? by + plane * band->per_plane : nullptr;
       const scalar_t* xr = x_data + sx.at(b, c, d, h, 0);
       const scalar_t* yr = y_data + sy.at(b, c, d, h, 0);
-      // Columns with a single padded source (all of them but the mirrored borders) take a plain loop;
-      // the others gather their mirror images too.
-      const int64_t single_lo = std::min(g.W, g.r + 1);
-      const int64_t single_hi = std::max(single_lo, g.W - 1 - g.r);
-      auto column = [&](int64_t wq, int nsw, const int64_t* sw) {
-        T ax = 0, ay = 0;
-        for (int i = 0; i < nsd; ++i)
-          for (int j = 0; j < nsh; ++j)
-            for (int l = 0; l < nsw; ++l) {
-              const int64_t p = plane * padded_size + (sd[i] * g.Hp + sh[j]) * g.Wp + sw[l];
-              if (px != nullptr) ax += px[p];
-              if (py != nullptr) ay += py[p];
-            }
-        if (gl.data != nullptr) {
-          const T s = l1_gradient(static_cast<T>(xr[wq * sx.w]), static_cast<T>(yr[wq * sy.w]), gl.at(b, c, d, h, wq));
-          ax += s;
-          ay -= s;
+      // ax / ay (w) + the |x - y| term, written to the gradients, for w in [from, to).
+      auto finish = [&](int64_t from, int64_t to) {
+        for (int64_t wq = from; wq < to; ++wq) {
+          T vx = ax[wq], vy = ay[wq];
+          if (gl.data != nullptr) {
+            const T s =
+                l1_gradient(static_cast<T>(xr[wq * sx.w]), static_cast<T>(yr[wq * sy.w]), gl.at(b, c, d, h, wq));
+            vx += s;
+            vy -= s;
+          }
+          if (gx != nullptr) gx[row * g.W + wq] = static_cast<scalar_t>(vx);
+          if (gy != nullptr) gy[row * g.W + wq] = static_cast<scalar_t>(vy);
         }
-        if (gx != nullptr) gx[row * g.W + wq] = static_cast<scalar_t>(ax);
-        if (gy != nullptr) gy[row * g.W + wq] = static_cast<scalar_t>(ay);
       };
+      const bool banded_row = !band->d.in_inner(d + g.rd) || !band->h.in_inner(h + g.r);
+      std::fill(ax.begin(), ax.end(), T(0));
+      std::fill(ay.begin(), ay.end(), T(0));
+      if (banded_row) {
+        // Mirror columns: w in [1, r] also reads padded column r - w; w in [W - 1 - r, W - 2] also
+        // 2 (W - 1) - w + r (ssim_fold_sources).
+        const int64_t left_hi = std::min(g.r, g.W - 1);
+        const int64_t right_lo = std::max<int64_t>(0, g.W - 1 - g.r), right_hi = g.W - 2;
+        auto add_row = [&](std::vector<T>& acc, const T* src) {
+          if (src == nullptr) return;
+          for (int64_t wq = 0; wq < g.W; ++wq) acc[wq] += src[wq + g.r];
+          for (int64_t wq = 1; wq <= left_hi; ++wq) acc[wq] += src[g.r - wq];
+          for (int64_t wq = right_lo; wq <= right_hi; ++wq) acc[wq] += src[2 * (g.W - 1) - wq + g.r];
+        };
+        for (int i = 0; i < nsd; ++i)
+          for (int j = 0; j < nsh; ++j) {
+            const int64_t at = band->index(sd[i], sh[j], 0);  // a banded row: its Wp elements in order
+            add_row(ax, sx_plane != nullptr ? sx_plane + at : nullptr);
+            add_row(ay, sy_plane != nullptr ? sy_plane + at : nullptr);
+          }
+        finish(0, g.W);
+        continue;
+      }
+      // One copy row (sd[0], sh[0]), inner: its banded columns are the first and last 2r + 1.
       for (int64_t wq = 0; wq < g.W; ++wq) {
-        if (wq == single_lo && single_lo < single_hi && nsd == 1 && nsh == 1 && (gl.data == nullptr || plane_l1)) {
-          const int64_t src = plane * padded_size + (sd[0] * g.Hp + sh[0]) * g.Wp + g.r;
-          // The |x - y| term of the L1 + SSIM loss, sign(x - y) * gl, with gl one value per plane.
-          const T l1 = plane_l1 ? gl.at(b, c, 0, 0, 0) : T(0);
-          auto l1_term = [&](int64_t q) {
-            return l1 * ssim_l1_sign(static_cast<T>(xr[q * sx.w]), static_cast<T>(yr[q * sy.w]));
-          };
-          if (gx != nullptr) {
-            if (plane_l1)
-              for (int64_t q = single_lo; q < single_hi; ++q)
-                gx[row * g.W + q] = static_cast<scalar_t>(px[src + q] + l1_term(q));
-            else
-              for (int64_t q = single_lo; q < single_hi; ++q) gx[row * g.W + q] = static_cast<scalar_t>(px[src + q]);
-          }
-          if (gy != nullptr) {
-            if (plane_l1)
-              for (int64_t q = single_lo; q < single_hi; ++q)
-                gy[row * g.W + q] = static_cast<scalar_t>(py[src + q] - l1_term(q));
-            else
-              for (int64_t q = single_lo; q < single_hi; ++q) gy[row * g.W + q] = static_cast<scalar_t>(py[src + q]);
-          }
-          wq = single_hi - 1;
-          continue;
-        }
+        if (band->w.in_inner(wq + g.r)) wq = band->w.band + band->w.inner - g.r;  // past the inner columns
+        if (wq >= g.W) break;
         const int nsw = ssim_fold_sources(wq, g.W, g.r, g.mode, sw);
-        column(wq, nsw, sw);
+        for (int l = 0; l < nsw; ++l) {
+          const int64_t p = band->index(sd[0], sh[0], sw[l]);
+          if (sx_plane != nullptr) ax[wq] += sx_plane[p];
+          if (sy_plane != nullptr) ay[wq] += sy_plane[p];
+        }
+        finish(wq, wq + 1);
       }
     }
   });
