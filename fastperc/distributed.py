@@ -8,6 +8,7 @@ it).
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
@@ -60,6 +61,13 @@ def setup(device: str = "auto") -> torch.device:
     if use_cuda:
         torch.cuda.set_device(target)
     if launched() and not initialized():
+        # torch._dynamo first: imported after init_process_group (the first optimizer imports it),
+        # it takes references to the default group that destroy_process_group does not drop (torch
+        # 2.14). The group then outlived cleanup(), and its threads (gloo's socket loop and workers)
+        # ran on into interpreter exit: the likely cause of a rank's rare abort at exit in CI
+        # ("terminate called without an active exception"; not reproduced here). Imported first, it
+        # holds no group, and the group's threads end with it.
+        importlib.import_module("torch._dynamo")
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return target
 
@@ -69,7 +77,9 @@ def cleanup() -> None:
     barrier, a rank that finished first tore its gloo group down while rank 0 was still writing the
     checkpoint, and once aborted at exit ("terminate called without an active exception", CI). Called
     while an exception propagates (a `finally`), it skips the barrier: the other ranks may be waiting
-    in another collective, and the barrier would hang against it instead of failing."""
+    in another collective, and the barrier would hang against it instead of failing. gloo's threads
+    end when the last object holding the group is freed: here, or with a DistributedDataParallel
+    model that outlives this call."""
     if initialized():
         if sys.exc_info()[0] is None:
             dist.barrier()

@@ -166,6 +166,10 @@ def test_every_loss_module_and_sparse_layer_under_ddp_equals_one_process(tmp_pat
         warnings.simplefilter("ignore")  # random VGG / AlexNet filters
         single = worker.train_modules()
     assert_same_state(single, torch.load(tmp_path / "modules.pt"))
+    # cleanup() destroyed the group: no gloo thread (socket loop or worker) runs into interpreter exit.
+    for r in range(RANKS):
+        threads = (tmp_path / f"threads_rank{r}.txt").read_text().split() if sys.platform == "linux" else []
+        assert not [t for t in threads if "gloo" in t], f"rank {r} still runs {threads}"
 
 
 def printed_losses(stdout: str) -> list[float]:
