@@ -337,9 +337,9 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
         }
       };
       const bool banded_row = !band->d.in_inner(d + g.rd) || !band->h.in_inner(h + g.r);
-      std::fill(ax.begin(), ax.end(), T(0));
-      std::fill(ay.begin(), ay.end(), T(0));
       if (banded_row) {
+        std::fill(ax.begin(), ax.end(), T(0));
+        std::fill(ay.begin(), ay.end(), T(0));
         // Mirror columns: w in [1, r] also reads padded column r - w; w in [W - 1 - r, W - 2] also
         // 2 (W - 1) - w + r (ssim_fold_sources).
         const int64_t left_hi = std::min(g.r, g.W - 1);
@@ -364,6 +364,7 @@ std::tuple<at::Tensor, at::Tensor> ssim_backward_typed(const at::Tensor& grad_ss
         if (band->w.in_inner(wq + g.r)) wq = band->w.band + band->w.inner - g.r;  // past the inner columns
         if (wq >= g.W) break;
         const int nsw = ssim_fold_sources(wq, g.W, g.r, g.mode, sw);
+        ax[wq] = ay[wq] = T(0);  // only the banded columns are summed (and zeroed) in this row
         for (int l = 0; l < nsw; ++l) {
           const int64_t p = band->index(sd[0], sh[0], sw[l]);
           if (sx_plane != nullptr) ax[wq] += sx_plane[p];

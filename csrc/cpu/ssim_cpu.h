@@ -27,9 +27,11 @@ void ssim_room(std::vector<T>& v, int64_t n) {
 // rounded to the nearest (at least one). The backward tiles the padded grid, 266 wide for a 256-wide
 // image with zero padding: ceil would cut it 256 + 10, and the 10-wide tiles cost their window halos
 // and the work of a tile for 10 columns (the zero-padding backward ran 1.5x the valid one, RESULTS.md).
+inline int64_t ssim_nominal_tile_count(int64_t extent, int64_t nominal) {
+  return std::max<int64_t>(1, (extent + nominal / 2) / nominal);
+}
 inline int64_t ssim_tile_extent(int64_t extent, int64_t nominal) {
-  const int64_t tiles = std::max<int64_t>(1, (extent + nominal / 2) / nominal);
-  return std::max<int64_t>(1, ssim_ceil_div(extent, tiles));
+  return std::max<int64_t>(1, ssim_ceil_div(extent, ssim_nominal_tile_count(extent, nominal)));
 }
 
 // The tiles along one axis of the grid a kernel tiles: `edge` elements at each end (none where edge
@@ -68,7 +70,7 @@ struct SsimTiling {
 // tiles reach the padding.
 inline SsimAxisTiles ssim_w_tiles(int64_t extent, int64_t nominal, int64_t reach) {
   const int64_t edge = std::max(nominal / 4, reach);
-  const int64_t tiles = (extent + nominal / 2) / nominal;  // the count without edges (ssim_tile_extent)
+  const int64_t tiles = ssim_nominal_tile_count(extent, nominal);  // the count without edges
   if (reach == 0 || tiles < 2 || extent - 2 * edge < nominal / 2) return {extent, 0, ssim_tile_extent(extent, nominal)};
   return {extent, edge, ssim_ceil_div(extent - 2 * edge, tiles - 1)};
 }
