@@ -20,7 +20,7 @@ import re
 import torch
 
 from fastperc import data, reference
-from fastperc.bench import gemm_peak, peers_install_command, time_ms
+from fastperc.bench import gemm_peak, peers_install_command, time_interleaved_ms
 from fastperc.sparse import functional as SF, voxelize
 
 WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
@@ -90,7 +90,7 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
         for impl in ("fastperc", "reference"):
             for mode, truth in (("map", None), ("fwd", truth_fwd), ("fwd+bwd", truth_grad)):
                 call = _call(impl, mode, base.coords, feats, weight, grad, kmap)
-                rows.append(_row(mode, shape, impl, n, call, truth, None, min_time))
+                rows.append(_row(mode, shape, impl, n, call, truth, None))
                 # The kernel-map build has no per-ISA code: `--isa` does not compare its rows.
                 rows[-1]["isa_independent"] = mode == "map"
         if spc is not None:
@@ -101,7 +101,8 @@ def run(quick: bool = False, scan: str | None = None, min_time: float = 0.3, dev
                                  msites_s=float("nan"), err=None, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}"))
         _set_work(rows[first:], kmap_cpu, channels)
         if channels == max(c for v, c in workloads if v == voxel):
-            rows.extend(_crop_rows(base_cpu, voxel, channels, CROP if not quick else QUICK_CROP, min_time, device, dtype))
+            rows.extend(_crop_rows(base_cpu, voxel, channels, CROP if not quick else QUICK_CROP, device, dtype))
+        _time_rows(rows[first:], min_time)
     for mode in ("map", "fwd", "fwd+bwd"):
         for shape in {r["shape"] for r in rows}:
             group = [r for r in rows if r["mode"] == mode and r["shape"] == shape]
@@ -157,7 +158,7 @@ def _set_work(rows, kmap, channels):
             r["gflop"] = forward * (1 if r["mode"] == "fwd" else 3)
 
 
-def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.float32):
+def _crop_rows(base, voxel, channels, box, device="cpu", dtype=torch.float32):
     c = base.coords
     # Centred on a real site, the one nearest the per-axis median (the median point itself may lie in
     # empty space), and moved inside the grid.
@@ -204,19 +205,35 @@ def _crop_rows(base, voxel, channels, box, min_time, device="cpu", dtype=torch.f
     sparse_fwd = lambda f, w: torch.ops.fastperc.sparse_conv(f, w, kmap)  # noqa: E731
     rows = []
     for impl, fn, w in (("fastperc", sparse_fwd, weight), ("dense conv3d", dense_fwd, dense_w)):
-        rows.append(_row("fwd", shape, impl, n, lambda fn=fn, w=w: fn(feats, w), truth_fwd, None, min_time))
-        rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(fn, w), truth_grad, None, min_time))
+        rows.append(_row("fwd", shape, impl, n, lambda fn=fn, w=w: fn(feats, w), truth_fwd, None))
+        rows.append(_row("fwd+bwd", shape, impl, n, fwd_bwd(fn, w), truth_grad, None))
     _set_work(rows, kmap, channels)
     return rows
 
 
-def _row(mode, shape, impl, n, fn, truth, note, min_time):
+def _row(mode, shape, impl, n, fn, truth, note):
+    """A row with its error from one checked call of fn; _time_rows times it later (`_call` holds fn)."""
     out = fn()
     err = None
     if truth is not None:
         err = ((out.double().cpu() - truth).abs().max() / truth.abs().max()).item()
-    ms = time_ms(fn, out.device.type, min_time=min_time)
-    return dict(op="subm", mode=mode, shape=shape, impl=impl, ms=ms, msites_s=n / ms / 1e3, err=err, note=note)
+    return dict(op="subm", mode=mode, shape=shape, impl=impl, ms=None, msites_s=None, err=err, note=note, sites=n,
+                _call=fn, _device=out.device.type)
+
+
+def _time_rows(rows, min_time):
+    """Times the rows not yet timed, those of one (workload, mode) interleaved with each other
+    (fastperc.bench.time_interleaved_ms): fastperc, the reference and spconv see the same machine, so
+    their ratios hold where its speed drifts (a shared VM)."""
+    groups = {}
+    for r in rows:
+        if "_call" in r:
+            groups.setdefault((r["shape"], r["mode"]), []).append(r)
+    for group in groups.values():
+        times = time_interleaved_ms([r["_call"] for r in group], group[0]["_device"], min_time=min_time)
+        for r, ms in zip(group, times):
+            r["ms"], r["msites_s"] = ms, r["sites"] / ms / 1e3
+            del r["_call"], r["_device"]
 
 
 def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad, min_time):
@@ -243,7 +260,7 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
         return g_f
 
     rows = []
-    fwd_row = _row("fwd", shape, "spconv", n, cached, truth_fwd, None, min_time)
+    fwd_row = _row("fwd", shape, "spconv", n, cached, truth_fwd, None)
     try:  # spconv's own map builder, the call its forward makes for a new tensor
         from spconv.core import ConvAlgo
         from spconv.pytorch import ops
@@ -252,15 +269,16 @@ def _spconv_rows(spc, base, feats, weight, grad, shape, n, truth_fwd, truth_grad
             return ops.get_indice_pairs(coords, 1 + int(coords[:, 0].max()), spatial, ConvAlgo.Native, [3] * 3,
                                         [1] * 3, [1] * 3, [1] * 3, [0] * 3, True, False)[1]
 
-        rows.append(_row("map", shape, "spconv", n, build, None, "spconv.pytorch.ops.get_indice_pairs", min_time))
+        rows.append(_row("map", shape, "spconv", n, build, None, "spconv.pytorch.ops.get_indice_pairs"))
     except (ImportError, AttributeError, TypeError):  # another spconv version: derive it from two forwards
-        fresh_row = _row("fwd", shape, "spconv", n, fresh, truth_fwd, None, min_time)
+        fresh_row = _row("fwd", shape, "spconv", n, fresh, truth_fwd, None)
+        _time_rows([fwd_row, fresh_row], min_time)  # now: the map row is their difference
         map_ms = max(fresh_row["ms"] - fwd_row["ms"], 1e-6)
         rows.append(dict(op="subm", mode="map", shape=shape, impl="spconv", ms=map_ms, msites_s=n / map_ms / 1e3,
                          err=None, note="(fwd on a new tensor) - (fwd with cached indices)"))
     rows.append(fwd_row)
     try:
-        rows.append(_row("fwd+bwd", shape, "spconv", n, fwd_bwd, truth_grad, None, min_time))
+        rows.append(_row("fwd+bwd", shape, "spconv", n, fwd_bwd, truth_grad, None))
     except Exception as exc:  # spconv's CPU backward is known to fail; report it
         rows.append(dict(op="subm", mode="fwd+bwd", shape=shape, impl="spconv", ms=float("nan"), msites_s=float("nan"),
                          err=None, note=f"failed: {type(exc).__name__}: {str(exc)[:80]}"))

@@ -291,3 +291,32 @@ def test_bench_isa_does_not_compare_rows_whose_code_is_the_same_on_every_isa():
     assert bench.recheck_slower(combined, rounds=1, min_time=0.0) == {}
     text = bench.format_per_isa(combined, table=lambda result: "")
     assert "SLOWER" not in text and "(same code on every ISA)" in text
+
+
+def test_bench_interleaved_timing_keeps_ratios_while_the_machine_drifts(monkeypatch):
+    # A fake clock whose machine slows down as time passes: a call of cost c takes c * (1 + now) s.
+    # Timed interleaved, two calls of costs 1 and 3 ms keep their 3x ratio; timed one after the other
+    # (time_ms), the second would be timed on a slower machine.
+    from fastperc import bench
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(bench.time, "perf_counter", lambda: clock["now"])
+    order = []
+
+    def call(name, cost):
+        def fn():
+            order.append(name)
+            clock["now"] += cost * (1 + clock["now"])
+        return fn
+
+    a, b = call("a", 1e-3), call("b", 3e-3)
+    ms_a, ms_b = bench.time_interleaved_ms([a, b], "cpu", min_time=0.3, warmup=1)
+    assert ms_b / ms_a == pytest.approx(3, rel=0.01)
+    rounds = [order[i:i + 4] for i in range(2, len(order), 4)]  # after the warm-up round
+    assert order.count("a") == order.count("b") and len(rounds) >= 5
+    # Each timed call follows an untimed one of its own, and each fn's pair follows the other's.
+    assert ["a", "a", "b", "b"] in rounds and ["b", "b", "a", "a"] in rounds
+    assert all(r in (["a", "a", "b", "b"], ["b", "b", "a", "a"]) for r in rounds)
+    blocked = bench.time_ms(b, "cpu", min_time=0.3) / bench.time_ms(a, "cpu", min_time=0.3)
+    assert blocked < 2.8  # what the blocks would have reported here: a was timed on the slower machine
+    assert bench.time_interleaved_ms([], "cpu") == []
