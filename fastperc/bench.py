@@ -49,8 +49,8 @@ MODES = ("fwd", "fwd+bwd")
 GRAM_OPS = ("gram", "style")
 # Time a call by how long its first (checked) run took: seconds-long peers once more, calls over 0.1 s
 # three times more with no further warm-up, the fast ones interleaved with each other, for 0.3 s each
-# and at least 5 rounds (time_interleaved_ms). This keeps the
-# default bench at a few minutes on 2 cores (most of its time is the slow peers and the reference).
+# and at least 5 rounds (time_interleaved_ms). This keeps the default bench at a few minutes on 2
+# cores (most of its time is the slow peers and the reference).
 SLOW_CALL_S = 2.0
 WARM_CALL_S = 0.1
 
