@@ -13,7 +13,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from fastperc.bench import time_ms
+from fastperc.bench import time_interleaved_ms
 from fastperc.losses.perceptual import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 from fastperc.models import vgg19
 from fastperc.nn.style import StyleLoss
@@ -89,14 +89,14 @@ def run(device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time:
         truth = step_fn("torch", net64, image.to(torch.float64), style64, content64)().double()
         group = []
         for what in ("step", "loss only"):
-            for impl in ("fastperc", "torch"):
-                fn = (step_fn(impl, net, image, style_feats, content_feats) if what == "step"
-                      else loss_only_fn(impl, net, image, style_feats))
-                err = None
-                if what == "step":
-                    err = ((fn().double() - truth).abs().max() / truth.abs().max()).item()
-                ms = time_ms(fn, device, min_time=0.05 if quick else min_time, min_runs=3)
-                group.append(dict(shape="x".join(map(str, shape)), what=what, impl=impl, ms=ms, err=err))
+            fns = {impl: (step_fn(impl, net, image, style_feats, content_feats) if what == "step"
+                          else loss_only_fn(impl, net, image, style_feats)) for impl in ("fastperc", "torch")}
+            errors = {impl: ((fn().double() - truth).abs().max() / truth.abs().max()).item() if what == "step" else None
+                      for impl, fn in fns.items()}
+            # Interleaved, so that both see the same machine (fastperc.bench.time_interleaved_ms).
+            times = time_interleaved_ms(list(fns.values()), device, min_time=0.05 if quick else min_time, min_runs=3)
+            for (impl, _), ms in zip(fns.items(), times):
+                group.append(dict(shape="x".join(map(str, shape)), what=what, impl=impl, ms=ms, err=errors[impl]))
         for what in ("step", "loss only"):
             fast = next(r["ms"] for r in group if r["what"] == what and r["impl"] == "fastperc")
             for r in group:

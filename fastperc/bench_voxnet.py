@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from fastperc.apps.voxnet_app import sites_of
-from fastperc.bench import peak_memory_mb, time_ms
+from fastperc.bench import peak_memory_mb, time_interleaved_ms
 from fastperc.geometry import ProceduralShapes, occupancy
 from fastperc.models.voxnet import VoxNet
 
@@ -40,10 +40,15 @@ def run(quick: bool = False, device: str = "cpu", min_time: float = 0.3):
             return scores
 
         first = len(rows)
-        for impl, sparse in (("dense conv3d", False), ("fastperc sparse", True)):
+        impls = (("dense conv3d", False), ("fastperc sparse", True))
+        peaks = []
+        for _, sparse in impls:
             step(sparse)
-            peak = peak_memory_mb(lambda: step(sparse), device)
-            ms = time_ms(lambda: step(sparse), device, min_time=min_time, min_runs=3, max_runs=20)
+            peaks.append(peak_memory_mb(lambda: step(sparse), device))
+        # Interleaved, so that both see the same machine (fastperc.bench.time_interleaved_ms).
+        times = time_interleaved_ms([lambda sparse=sparse: step(sparse) for _, sparse in impls], device,
+                                    min_time=min_time, min_runs=3, max_runs=20)
+        for (impl, _), peak, ms in zip(impls, peaks, times):
             rows.append(dict(op="voxnet", mode="train step", shape=f"{BATCH} x {resolution}^3", impl=impl, ms=ms,
                              peak_mb=peak, occupied=f"{len(sites.coords) / grids.numel():.2%}"))
         net.eval()
