@@ -212,13 +212,13 @@ def _crop_rows(base, voxel, channels, box, device="cpu", dtype=torch.float32):
 
 
 def _row(mode, shape, impl, n, fn, truth, note):
-    """A row with its error from one checked call of fn; _time_rows times it later (`_call` holds fn)."""
+    """A row with its error from one checked call of fn; _time_rows times it later (from `_call`, `_sites`)."""
     out = fn()
     err = None
     if truth is not None:
         err = ((out.double().cpu() - truth).abs().max() / truth.abs().max()).item()
-    return dict(op="subm", mode=mode, shape=shape, impl=impl, ms=None, msites_s=None, err=err, note=note, sites=n,
-                _call=fn, _device=out.device.type)
+    return dict(op="subm", mode=mode, shape=shape, impl=impl, ms=None, msites_s=None, err=err, note=note,
+                _call=fn, _device=out.device.type, _sites=n)
 
 
 def _time_rows(rows, min_time):
@@ -232,7 +232,7 @@ def _time_rows(rows, min_time):
     for group in groups.values():
         times = time_interleaved_ms([r["_call"] for r in group], group[0]["_device"], min_time=min_time)
         for r, ms in zip(group, times):
-            r["ms"], r["msites_s"] = ms, r["sites"] / ms / 1e3
+            r["ms"], r["msites_s"] = ms, r.pop("_sites") / ms / 1e3
             del r["_call"], r["_device"]
 
 
