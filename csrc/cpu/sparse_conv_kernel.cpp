@@ -170,8 +170,18 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
           c[q] = sink;
         }
         const T* wk = wp + k * cin * coutp;
+        // The next offset's entries, fetched a few lines per tile while this offset's tiles run: the list
+        // pass reads a block's entries as `volume` short runs (8 KiB each at C = 32), too short for the
+        // hardware prefetcher, and waited on memory for most of its time without this.
+        const bool last_offset = k + 1 == volume;
+        const int32_t* next_entries = last_offset ? nullptr : map + (k + 1) * n_out + jb;
+        const int64_t entry_lines = last_offset ? 0 : (je - jb + 15) / 16;  // 16 entries a cache line
+        const int64_t lines_per_tile = (entry_lines * mr + np - 1) / np;
+        int64_t fetched = 0;
         for (int64_t p0 = 0; p0 < np; p0 += mr) {
           for (int64_t q = p0 + 2 * mr; q < std::min<int64_t>(np, p0 + 3 * mr); ++q) prefetch_row(a[q], cin);
+          for (int64_t e = 0; e < lines_per_tile && fetched < entry_lines; ++e, ++fetched)
+            __builtin_prefetch(next_entries + 16 * fetched);
           for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(cin, &a[p0], wk + n0, coutp, &c[p0], n0);
         }
       }
