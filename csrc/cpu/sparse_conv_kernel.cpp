@@ -241,36 +241,57 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
   const int64_t block = std::max<int64_t>(16384, (n_out + max_blocks - 1) / max_blocks);
   const int64_t n_blocks = (n_out + block - 1) / block;
   std::vector<T> partial(static_cast<size_t>(n_blocks * volume * slab), T(0));
+  const int64_t passes = (cinp / mr) * (coutp / nr);
   parallel_items(n_blocks * volume, [&](const auto& take) {
-    std::vector<const T*> a(static_cast<size_t>(2 * chunk)), bg(static_cast<size_t>(2 * chunk));
+    // Two buffers of listed pairs: the rows of one are fetched while the other's are multiplied.
+    std::array<std::vector<const T*>, 2> a, bg;
+    for (int s = 0; s < 2; ++s) {
+      a[s].resize(static_cast<size_t>(2 * chunk));
+      bg[s].resize(static_cast<size_t>(2 * chunk));
+    }
     std::vector<int32_t> found_row(static_cast<size_t>(chunk + 16)), found_pos(static_cast<size_t>(chunk + 16));
     for (int64_t item = take(); item < n_blocks * volume; item = take()) {
       const int64_t b = item / volume, k = item % volume;
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
       const int32_t* mk = map + k * n_out;
       T* acc = &partial[item * slab];
-      const T** const a0 = a.data();
-      const T** const b0 = bg.data();
-      auto flush = [&](int64_t np) {
-        for (int64_t c0 = 0; c0 < cinp; c0 += mr)
-          for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(np, a0, c0, b0, n0, acc + c0 * coutp + n0, coutp);
+      // Lists pairs into buffer s, a chunk of entries at a time (entries were range-checked by the
+      // caller), until at least a chunk of pairs is listed or the block's entries end; returns how many.
+      int64_t j0 = jb;
+      auto fill = [&](int s) {
+        int64_t np = 0;
+        for (; np < chunk && j0 < je; j0 += chunk) {
+          const int64_t listed = tiles.list(mk + j0, std::min(chunk, je - j0), n_in, found_row.data(), found_pos.data());
+          for (int64_t q = 0; q < listed; ++q) {
+            a[s][np + q] = xs + int64_t{found_row[q]} * cinp;
+            bg[s][np + q] = gs + (j0 + found_pos[q]) * coutp;
+          }
+          np += listed;
+        }
+        return np;
       };
-      // The pairs are listed a chunk of entries at a time (entries were range-checked by the caller)
-      // and flushed once at least a chunk of them is pending.
-      int64_t np = 0;
-      for (int64_t j0 = jb; j0 < je; j0 += chunk) {
-        const int64_t listed = tiles.list(mk + j0, std::min(chunk, je - j0), n_in, found_row.data(), found_pos.data());
-        for (int64_t q = 0; q < listed; ++q) {
-          a0[np + q] = xs + int64_t{found_row[q]} * cinp;
-          b0[np + q] = gs + (j0 + found_pos[q]) * coutp;
-        }
-        np += listed;
-        if (np >= chunk) {
-          flush(np);
-          np = 0;
-        }
+      // Multiplies buffer s's np pairs and, a few rows before each tile, fetches the rows of the next
+      // buffer's next_np pairs: those rows come from memory (a block's rows do not stay in cache from one
+      // offset to the next), and without this the first pass over them waited on it.
+      auto flush = [&](int s, int64_t np, int next, int64_t next_np) {
+        const int64_t per_tile = (next_np + passes - 1) / passes;
+        int64_t fetched = 0;
+        for (int64_t c0 = 0; c0 < cinp; c0 += mr)
+          for (int64_t n0 = 0; n0 < coutp; n0 += nr) {
+            for (int64_t e = 0; e < per_tile && fetched < next_np; ++e, ++fetched) {
+              prefetch_row(a[next][fetched], cinp);
+              prefetch_row(bg[next][fetched], coutp);
+            }
+            tile.tile(np, a[s].data(), c0, bg[s].data(), n0, acc + c0 * coutp + n0, coutp);
+          }
+      };
+      int cur = 0;
+      for (int64_t np = fill(cur); np > 0;) {
+        const int64_t next_np = fill(1 - cur);
+        flush(cur, np, 1 - cur, next_np);
+        cur = 1 - cur;
+        np = next_np;
       }
-      if (np > 0) flush(np);
     }
   });
   at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
