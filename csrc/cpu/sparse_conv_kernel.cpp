@@ -223,10 +223,12 @@ typename SparseTile<T>::Pairs pick_pairs_tile(const SparseTile<T>& tiles, int64_
 // outputs, offset), each summing its pairs into its own partial dW through the pair tiles, which read
 // x and g rows in place; the partials of an offset are then added in block order. The blocks are
 // fixed, so the sums do not depend on the thread count. Items are handed out one at a time, block-major
-// (the centre offset of a submanifold map has the most pairs).
+// (the centre offset of a submanifold map has the most pairs). Map entries are checked as they are
+// listed, before any row is read; the first bad one (in item order) is reported after the items have
+// run, as gather_gemm does. pairs_listed (K counts) receives the map's pairs per offset.
 template <typename T>
 void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout, const int32_t* map,
-                 int64_t volume, int64_t n_out, T* dw) {
+                 int64_t volume, int64_t n_out, T* dw, int64_t* pairs_listed) {
   const SparseTile<T> tiles = active_sparse_tile<T>();
   const typename SparseTile<T>::Pairs tile = pick_pairs_tile(tiles, n_in, cin, n_out, cout);
   const int mr = tile.mr, nr = tile.nr;
@@ -242,6 +244,8 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
   const int64_t n_blocks = (n_out + block - 1) / block;
   std::vector<T> partial(static_cast<size_t>(n_blocks * volume * slab), T(0));
   const int64_t passes = (cinp / mr) * (coutp / nr);
+  std::vector<int64_t> bad(static_cast<size_t>(n_blocks * volume), -1);  // flat index of an item's first bad entry
+  std::vector<int64_t> listed_pairs(static_cast<size_t>(n_blocks * volume), 0);
   parallel_items(n_blocks * volume, [&](const auto& take) {
     // Two buffers of listed pairs: the rows of one are fetched while the other's are multiplied.
     std::array<std::vector<const T*>, 2> a, bg;
@@ -255,13 +259,19 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
       const int32_t* mk = map + k * n_out;
       T* acc = &partial[item * slab];
-      // Lists pairs into buffer s, a chunk of entries at a time (entries were range-checked by the
-      // caller), until at least a chunk of pairs is listed or the block's entries end; returns how many.
+      // Lists pairs into buffer s, a chunk of entries at a time, until at least a chunk of pairs is
+      // listed or the block's entries end; returns how many. A bad entry ends the item.
       int64_t j0 = jb;
       auto fill = [&](int s) {
         int64_t np = 0;
         for (; np < chunk && j0 < je; j0 += chunk) {
           const int64_t listed = tiles.list(mk + j0, std::min(chunk, je - j0), n_in, found_row.data(), found_pos.data());
+          if (listed < 0) {
+            bad[item] = k * n_out + j0 + (-1 - listed);
+            j0 = je;
+            break;
+          }
+          listed_pairs[item] += listed;
           for (int64_t q = 0; q < listed; ++q) {
             a[s][np + q] = xs + int64_t{found_row[q]} * cinp;
             bg[s][np + q] = gs + (j0 + found_pos[q]) * coutp;
@@ -294,6 +304,12 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
       }
     }
   });
+  for (int64_t item = 0; item < n_blocks * volume; ++item)
+    if (bad[item] >= 0) bad_map_entry(MapChecks{}, map[bad[item]], n_in);
+  for (int64_t k = 0; k < volume; ++k) {
+    pairs_listed[k] = 0;
+    for (int64_t b = 0; b < n_blocks; ++b) pairs_listed[k] += listed_pairs[b * volume + k];
+  }
   at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> sum(static_cast<size_t>(slab));
     for (int64_t k = begin; k < end; ++k) {
@@ -343,12 +359,16 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
                                                              std::array<bool, 2> output_mask) {
   at::Tensor inv = check_sparse_conv_backward(grad_out, feats, weight, kmap, inv_map, /*half_types=*/false);
   TORCH_CHECK(feats.device().is_cpu(), "fastperc: sparse_conv_backward_cpu got a tensor on ", feats.device());
-  check_map_rows(kmap, feats.size(0));
   const at::Tensor g = grad_out.contiguous(), f = feats.contiguous(), w = weight.contiguous(), m = kmap.contiguous();
   const int64_t volume = w.size(0), cin = w.size(1), cout = w.size(2), n_in = f.size(0), n_out = m.size(1);
   // Only the gradients output_mask asks for (gather_gemm writes every output row, weight_grad every
   // dW entry).
   const bool want_feats = output_mask[0], want_weight = output_mask[1];
+  // kmap's entries are checked by weight_grad's listing, as it reads them. Checked here first instead
+  // where no weight gradient is computed, and where the inverse is rebuilt from them (they index it).
+  // On the path of a layer's backward (both gradients, cached inverse), this saves a pass over kmap.
+  const bool rebuild_inverse = want_feats && !inv.defined();
+  if (!want_weight || n_in == 0 || n_out == 0 || rebuild_inverse) check_map_rows(kmap, n_in);
   at::Tensor grad_feats, grad_weight;  // (not structured bindings: the dispatch lambda captures them)
   std::tie(grad_feats, grad_weight) = sparse_backward_outputs(f, w, output_mask, n_out == 0 || n_in == 0);
   if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
@@ -357,10 +377,11 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   // Inverse map: for a fixed offset each input feeds at most one output. Rebuilt here, or given (cached
   // by the caller with the forward map). A given one is checked where it is read, by the input
   // gradient's listing: its entries' range, each pair against kmap, and its pairs per offset against
-  // kmap's. That costs the random reads of a separate check no more (they were 7 of the 42 ms of a
-  // 5 cm C = 64 input gradient). Without want_feats it is not read, so not checked.
+  // kmap's (counted by weight_grad's listing when it runs). That costs the random reads of a separate
+  // check no more (they were 7 of the 42 ms of a 5 cm C = 64 input gradient). Without want_feats it is
+  // not read, so not checked.
   const bool check_given_inverse = want_feats && inv.defined();
-  if (want_feats && !inv.defined()) {
+  if (rebuild_inverse) {
     inv = at::empty({volume, n_in}, m.options());
     advise_huge_pages(inv);  // written whole by the fill: 27 x 4 bytes a site, fresh memory every call
     inv.fill_(-1);
@@ -374,9 +395,9 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   }
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
     using T = scalar_t;
+    std::vector<int64_t> inverse_pairs(static_cast<size_t>(volume)), map_pairs(static_cast<size_t>(volume));
     if (want_feats) {
       const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
-      std::vector<int64_t> inverse_pairs(static_cast<size_t>(volume));
       MapChecks checks{"inv_map", "grad_out", nullptr, nullptr};
       if (check_given_inverse) {
         checks.inverse_of = m.const_data_ptr<int32_t>();
@@ -384,15 +405,15 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
       }
       gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int32_t>(), volume, n_in,
                      wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>(), checks);
-      if (check_given_inverse) {
-        const std::vector<int64_t> map_pairs = pairs_per_offset(m.const_data_ptr<int32_t>(), volume, n_out);
-        for (int64_t k = 0; k < volume; ++k)
-          if (map_pairs[k] != inverse_pairs[k]) not_the_inverse(k);
-      }
     }
     if (want_weight)
       weight_grad<T>(f.const_data_ptr<T>(), n_in, cin, g.const_data_ptr<T>(), cout, m.const_data_ptr<int32_t>(), volume,
-                     n_out, grad_weight.data_ptr<T>());
+                     n_out, grad_weight.data_ptr<T>(), map_pairs.data());
+    if (check_given_inverse) {
+      if (!want_weight) map_pairs = pairs_per_offset(m.const_data_ptr<int32_t>(), volume, n_out);
+      for (int64_t k = 0; k < volume; ++k)
+        if (map_pairs[k] != inverse_pairs[k]) not_the_inverse(k);
+    }
   });
   return {grad_feats, grad_weight};
 }
