@@ -153,13 +153,6 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
           break;
         }
         if (np == 0) continue;
-        if (check_inverse) {
-          bool ok = true;
-          for (int64_t q = 0; q < np; ++q)
-            ok &= inverse_pair_ok(map, n_out, checks.inverse_of, n_rows, k, jb + found_pos[q]);
-          if (!ok && not_inverse[b] < 0) not_inverse[b] = k;
-          listed[b * volume + k] = np;
-        }
         for (int64_t q = 0; q < np; ++q) {
           a[q] = rows + int64_t{found_row[q]} * cin;
           c[q] = acc + int64_t{found_pos[q]} * coutp;
@@ -182,7 +175,20 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
           for (int64_t q = p0 + 2 * mr; q < std::min<int64_t>(np, p0 + 3 * mr); ++q) prefetch_row(a[q], cin);
           for (int64_t e = 0; e < lines_per_tile && fetched < entry_lines; ++e, ++fetched)
             __builtin_prefetch(next_entries + 16 * fetched);
+          if (check_inverse)  // what the check below reads for this tile's pairs
+            for (int64_t q = p0; q < std::min<int64_t>(np, p0 + mr); ++q)
+              __builtin_prefetch(checks.inverse_of + k * n_rows + found_row[q]);
           for (int64_t n0 = 0; n0 < coutp; n0 += nr) tile.tile(cin, &a[p0], wk + n0, coutp, &c[p0], n0);
+        }
+        // Each pair against inverse_of, after the tiles, which fetched the entries it reads: read before
+        // them, those scattered entries were a wait on memory (about 7% of an input gradient). The tiles
+        // read rows the listing checked, whatever this finds, and its error is raised after the blocks.
+        if (check_inverse) {
+          bool ok = true;
+          for (int64_t q = 0; q < np; ++q)
+            ok &= inverse_pair_ok(map, n_out, checks.inverse_of, n_rows, k, jb + found_pos[q]);
+          if (!ok && not_inverse[b] < 0) not_inverse[b] = k;
+          listed[b * volume + k] = np;
         }
       }
       if (!in_place)
