@@ -66,6 +66,22 @@ struct MapChecks {
               "), got ", value);
 }
 
+// Raises bad_map_entry for the first of the work items' first bad entries (flat map indices, -1 for
+// none), if any: gather_gemm and weight_grad record them as they list, and report after their items.
+void report_bad_entry(const std::vector<int64_t>& bad, const MapChecks& checks, const int32_t* map, int64_t n_rows) {
+  for (const int64_t at : bad)
+    if (at >= 0) bad_map_entry(checks, map[at], n_rows);
+}
+
+// per_offset[k] = sum over the blocks b of per_item[b * volume + k]: the pairs listed per offset, from
+// the counts of the (block, offset) work items, added in block order.
+void sum_over_blocks(const std::vector<int64_t>& per_item, int64_t n_blocks, int64_t volume, int64_t* per_offset) {
+  for (int64_t k = 0; k < volume; ++k) {
+    per_offset[k] = 0;
+    for (int64_t b = 0; b < n_blocks; ++b) per_offset[k] += per_item[b * volume + k];
+  }
+}
+
 [[noreturn]] void not_the_inverse(int64_t k) {
   TORCH_CHECK(false, "fastperc: inv_map is not the inverse of kmap (offset ", k,
               "): pass the inverse of this map (fastperc.sparse.functional.invert_map) or None to rebuild it");
@@ -196,15 +212,11 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
           std::copy(&scratch[(j - jb) * coutp], &scratch[(j - jb) * coutp] + cout, out + j * cout);
     }
   });
-  for (int64_t b = 0; b < n_blocks; ++b)
-    if (bad[b] >= 0) bad_map_entry(checks, map[bad[b]], n_rows);
+  report_bad_entry(bad, checks, map, n_rows);
   if (!check_inverse) return;
   for (int64_t b = 0; b < n_blocks; ++b)
     if (not_inverse[b] >= 0) not_the_inverse(not_inverse[b]);
-  for (int64_t k = 0; k < volume; ++k) {
-    checks.pairs_listed[k] = 0;
-    for (int64_t b = 0; b < n_blocks; ++b) checks.pairs_listed[k] += listed[b * volume + k];
-  }
+  sum_over_blocks(listed, n_blocks, volume, checks.pairs_listed);
 }
 
 // The pairs variant that pads dW (cin x cout) least; among equals, the one that copies the fewest
@@ -310,12 +322,8 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
       }
     }
   });
-  for (int64_t item = 0; item < n_blocks * volume; ++item)
-    if (bad[item] >= 0) bad_map_entry(MapChecks{}, map[bad[item]], n_in);
-  for (int64_t k = 0; k < volume; ++k) {
-    pairs_listed[k] = 0;
-    for (int64_t b = 0; b < n_blocks; ++b) pairs_listed[k] += listed_pairs[b * volume + k];
-  }
+  report_bad_entry(bad, MapChecks{}, map, n_in);
+  sum_over_blocks(listed_pairs, n_blocks, volume, pairs_listed);
   at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> sum(static_cast<size_t>(slab));
     for (int64_t k = begin; k < end; ++k) {
