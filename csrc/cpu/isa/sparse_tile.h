@@ -26,7 +26,7 @@ struct SparseTile {
     void (*tile)(int64_t kc, const T* const* a, const T* b, int64_t ldb, T* const* c, int64_t c_off);
   };
   // Variants by column width, widest first; the driver picks the one that pads the output least.
-  Rows rows[3];
+  Rows rows[4];
   int n_rows;
 
   // Weight gradient over np pairs p (x row a[p], gradient row b[p]): for r < mr, j < nr:
