@@ -46,6 +46,17 @@ def inverse_with_an_extra_pair():
     return inv
 
 
+def map_feeding_one_input_twice():
+    """KMAP with one more output reading, at offset 0, an input another output already reads there:
+    in range and square, a valid forward map, but one without an inverse (an input's gradient would
+    need two terms of that offset)."""
+    kmap = KMAP.clone()
+    j_read = int((kmap[0] >= 0).nonzero()[0])
+    j_free = int((kmap[0] < 0).nonzero()[0])
+    kmap[0, j_free] = kmap[0, j_read]
+    return kmap
+
+
 CASES = [
     # Gram and style loss
     ("gram: overflowing B * C * C", lambda: ops.gram(torch.zeros(1, 1, 1).expand(2**22, 2**21, 1), 1.0),
@@ -164,6 +175,12 @@ CASES = [
      lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP,
                                       invert_map(KMAP, len(COORDS)).index_fill(1, torch.tensor([3]), -1), [True, False]),
      "not the inverse of kmap"),
+    # Rebuilt, the inverse would keep one of the two outputs and drop the other's gradient.
+    ("sparse_conv_backward: map that feeds an input to two outputs at an offset, no inverse",
+     lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, map_feeding_one_input_twice()), "to two outputs at"),
+    ("sparse_conv_backward: map that feeds an input to two outputs, feature gradient only",
+     lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, map_feeding_one_input_twice(), None, [True, False]),
+     "to two outputs at"),
     ("sparse_conv_backward: grad_out of the wrong width",
      lambda: ops.sparse_conv_backward(GRAD_OUT[:, :2], FEATS, WEIGHT, KMAP), "grad_out must be"),
     ("sparse_conv_backward: meta grad_out, CPU rest",
@@ -210,5 +227,7 @@ def test_emulated_cuda_backward_rejects_an_inconsistent_inverse_map():
     with pytest.raises(RuntimeError, match="not the inverse of kmap"):
         emu.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP, other_inverse())
     emu.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP, invert_map(KMAP, len(COORDS)))  # the right one passes
+    with pytest.raises(RuntimeError, match="to two outputs at"):  # no inverse to rebuild
+        emu.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, map_feeding_one_input_twice())
     with pytest.raises(RuntimeError, match="must be <= 65536"):
         emu.sparse_kernel_map(COORDS, COORDS, [2**22, 2**21, 2**21], [1, 1, 1], [0, 0, 0], [1, 1, 1], False)

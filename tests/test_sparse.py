@@ -218,6 +218,51 @@ def test_cpu_tiles_match_reference(isa, sites, cin, cout):
         assert all(torch.equal(a, b) for a, b in zip(*results)), "1 and 2 threads must agree bit for bit"
 
 
+def square_map(kind, coords, seed=0):
+    """(K, n) maps over the same n sites. A submanifold map is its own inverse read from the last
+    offset to the first, which the CPU backward tries before building one; the others must be caught
+    by its check and get an inverse built."""
+    n = len(coords)
+    g = torch.Generator().manual_seed(seed)
+    if kind == "random":  # each offset a random one-to-one map of a third of the sites
+        kmap = torch.full((27, n), -1, dtype=torch.int32)
+        for k in range(27):
+            outputs, inputs = torch.randperm(n, generator=g)[: n // 3], torch.randperm(n, generator=g)[: n // 3]
+            kmap[k, outputs] = inputs.to(torch.int32)
+        return kmap
+    kernel = (1,) * 3 if kind == "submanifold 1x1x1" else (3,) * 3
+    kmap = SF.kernel_map(coords, coords, kernel, (1,) * 3, tuple(k // 2 for k in kernel), (1,) * 3)
+    k = 4  # an offset off the centre
+    if kind == "submanifold, one pair dropped":
+        kmap[k, int((kmap[k] >= 0).nonzero()[0])] = -1
+    elif kind == "submanifold, one pair added":  # an output without an input there given an unread input
+        unread = sorted(set(range(n)) - set(kmap[k][kmap[k] >= 0].tolist()))[0]
+        kmap[k, int((kmap[k] < 0).nonzero()[0])] = unread
+    return kmap
+
+
+@pytest.mark.parametrize("isa", supported_isas())
+@pytest.mark.parametrize("kind", ["submanifold", "submanifold 1x1x1", "submanifold, one pair dropped",
+                                  "submanifold, one pair added", "random"])
+def test_cpu_backward_without_an_inverse_on_square_maps(isa, kind):
+    x = random_sparse(batch=2, shape=(9, 8, 7), channels=5, density=0.3, seed=7)
+    kmap = square_map(kind, x.coords)
+    volume = kmap.shape[0]
+    g = torch.Generator().manual_seed(2)
+    w = torch.randn(volume, 5, 6, generator=g, dtype=torch.float64)
+    grad = torch.randn(len(x.coords), 6, generator=g, dtype=torch.float64)
+    f = x.feats.clone().requires_grad_(True)
+    (exp_gf,) = torch.autograd.grad(reference.sparse.conv(f, w, kmap), (f,), grad)
+    inv = SF.invert_map(kmap, len(x.coords))
+    for threads in (1, 2):
+        with cpu_isa(isa), num_threads(threads):
+            for mask in ([True, True], [True, False]):
+                gf, _ = torch.ops.fastperc.sparse_conv_backward(grad, x.feats, w, kmap, None, mask)
+                assert rel_err(gf, exp_gf) < 1e-12
+                given, _ = torch.ops.fastperc.sparse_conv_backward(grad, x.feats, w, kmap, inv, mask)
+                assert torch.equal(gf, given), "the guessed, built and given inverses must give the same sums"
+
+
 @pytest.mark.parametrize("isa", supported_isas())
 def test_cpu_map_listing_reports_the_first_bad_entry(isa):
     # The CPU kernels list each offset's neighbours 16 (avx512) or 8 (avx2) map entries a step, then

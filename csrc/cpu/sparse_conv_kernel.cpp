@@ -60,12 +60,21 @@ struct MapChecks {
   const char* map_name = "kernel map";
   const char* rows_name = "feats";
   // (K, n_rows) or null: the map must list the pair (i, j) exactly where inverse_of lists (j, i).
-  // Each listed pair is looked up in it (inverse_pair_ok), so inverse_of lists every pair of the map,
-  // and the listed pairs are counted per offset (pairs_listed, K entries) for the caller to compare
-  // with inverse_of's own counts: equal counts then make the two maps list the same pairs.
+  // Each listed pair is looked up in it (other_lists_pair), so inverse_of lists every pair of the map,
+  // and, if pairs_listed is given (K entries), the listed pairs are counted per offset for the caller
+  // to compare with inverse_of's own counts: equal counts then make the two maps list the same pairs.
   const int32_t* inverse_of = nullptr;
   int64_t* pairs_listed = nullptr;
+  // A pair inverse_of does not list ends the blocks not yet started (out is then partly written):
+  // for a guess at the inverse, which the caller replaces when it is wrong.
+  bool stop_at_first_mismatch = false;
 };
+
+// The order in which gather_gemm reads the map's rows against the weights' offsets. Mirrored: offset k
+// reads row K-1-k. The inverse of a submanifold map is the map mirrored: its offsets are symmetric
+// (kernel sizes odd, "same" padding), and site i sits at offset d from site j exactly where j sits at
+// -d from i.
+enum class MapOrder { kAsGiven, kMirrored };
 
 [[noreturn]] void bad_map_entry(const MapChecks& checks, int64_t value, int64_t n_rows) {
   TORCH_CHECK(false, "fastperc: ", checks.map_name, " entries must be -1 or rows of ", checks.rows_name, " (< ", n_rows,
@@ -133,11 +142,13 @@ typename SparseTile<T>::Rows pick_rows_tile(const SparseTile<T>& tiles, int64_t 
 // and add into the output rows. Only existing neighbours cost work, every output row adds its terms
 // in offset order whatever the thread count, and sorted sites make the inputs of a block nearly
 // contiguous. Map entries are checked as they are listed, before any row is read; the first bad one
-// (in block order) is reported, and so is a map that is not the inverse of checks.inverse_of. Both
-// errors are raised after the blocks have run: out is then never returned.
+// (in block order) is raised after the blocks have run, so out is then never returned. With
+// checks.inverse_of, returns the first offset (in block order) with a pair inverse_of does not list,
+// -1 if none; the caller decides what that means.
 template <typename T>
-void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map, int64_t volume, int64_t n_out,
-                 const T* w, int64_t cout, T* out, const MapChecks& checks = {}) {
+int64_t gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map, int64_t volume, int64_t n_out,
+                    const T* w, int64_t cout, T* out, const MapChecks& checks = {},
+                    MapOrder order = MapOrder::kAsGiven) {
   const SparseTile<T> tiles = active_sparse_tile<T>();
   const typename SparseTile<T>::Rows tile = pick_rows_tile(tiles, cout);
   const int mr = tile.mr, nr = tile.nr;
@@ -157,6 +168,7 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
   const bool check_inverse = checks.inverse_of != nullptr;
   std::vector<int64_t> not_inverse(check_inverse ? n_blocks : 0, -1);
   std::vector<int64_t> listed(check_inverse ? n_blocks * volume : 0, 0);
+  std::atomic<bool> stop{false};
   parallel_items(n_blocks, [&](const auto& take) {
     // Scratch rows (none when in place), plus one sink row that the padding of a last partial tile
     // writes to.
@@ -166,14 +178,15 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
     std::vector<int32_t> found_row(static_cast<size_t>(block + 16)), found_pos(static_cast<size_t>(block + 16));
     std::vector<const T*> a(static_cast<size_t>(block + mr));
     std::vector<T*> c(static_cast<size_t>(block + mr));
-    for (int64_t b = take(); b < n_blocks; b = take()) {
+    for (int64_t b = take(); b < n_blocks && !stop.load(std::memory_order_relaxed); b = take()) {
       const int64_t jb = b * block, je = std::min(n_out, jb + block);
       T* const acc = in_place ? out + jb * cout : scratch.data();
       std::fill(acc, acc + (je - jb) * coutp, T(0));
       for (int64_t k = 0; k < volume; ++k) {
-        const int64_t np = tiles.list(map + k * n_out + jb, je - jb, n_rows, found_row.data(), found_pos.data());
+        const int64_t map_row = order == MapOrder::kMirrored ? volume - 1 - k : k;
+        const int64_t np = tiles.list(map + map_row * n_out + jb, je - jb, n_rows, found_row.data(), found_pos.data());
         if (np < 0) {
-          bad[b] = k * n_out + jb + (-1 - np);
+          bad[b] = map_row * n_out + jb + (-1 - np);
           break;
         }
         if (np == 0) continue;
@@ -191,7 +204,8 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
         // pass reads a block's entries as `volume` short runs (8 KiB each at C = 32), too short for the
         // hardware prefetcher, and waited on memory for most of its time without this.
         const bool last_offset = k + 1 == volume;
-        const int32_t* next_entries = last_offset ? nullptr : map + (k + 1) * n_out + jb;
+        const int64_t next_row = order == MapOrder::kMirrored ? map_row - 1 : map_row + 1;
+        const int32_t* next_entries = last_offset ? nullptr : map + next_row * n_out + jb;
         const int64_t entry_lines = last_offset ? 0 : (je - jb + 15) / 16;  // 16 entries a cache line
         const int64_t lines_per_tile = (entry_lines * mr + np - 1) / np;
         int64_t fetched = 0;
@@ -211,8 +225,11 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
         if (check_inverse) {
           bool ok = true;
           for (int64_t q = 0; q < np; ++q)
-            ok &= inverse_pair_ok(map, n_out, checks.inverse_of, n_rows, k, jb + found_pos[q]);
-          if (!ok && not_inverse[b] < 0) not_inverse[b] = k;
+            ok &= other_lists_pair(checks.inverse_of, n_rows, k, found_row[q], jb + found_pos[q]);
+          if (!ok && not_inverse[b] < 0) {
+            not_inverse[b] = k;
+            if (checks.stop_at_first_mismatch) stop = true;
+          }
           listed[b * volume + k] = np;
         }
       }
@@ -222,10 +239,11 @@ void gather_gemm(const T* rows, int64_t n_rows, int64_t cin, const int32_t* map,
     }
   });
   report_bad_entry(bad, checks, map, n_rows);
-  if (!check_inverse) return;
+  if (!check_inverse) return -1;
+  if (checks.pairs_listed != nullptr) sum_over_blocks(listed, n_blocks, volume, checks.pairs_listed);
   for (int64_t b = 0; b < n_blocks; ++b)
-    if (not_inverse[b] >= 0) not_the_inverse(not_inverse[b]);
-  sum_over_blocks(listed, n_blocks, volume, checks.pairs_listed);
+    if (not_inverse[b] >= 0) return not_inverse[b];
+  return -1;
 }
 
 // The pairs variant that pads dW (cin x cout) least; among equals, the one that copies the fewest
@@ -397,37 +415,70 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
   if (want_feats) advise_huge_pages(grad_feats);
 
-  // Inverse map: for a fixed offset each input feeds at most one output. Rebuilt here, or given (cached
-  // by the caller with the forward map). A given one is checked where it is read, by the input
-  // gradient's listing: its entries' range, each pair against kmap, and its pairs per offset against
-  // kmap's (counted by weight_grad's listing when it runs). That costs the random reads of a separate
-  // check no more (they were 7 of the 42 ms of a 5 cm C = 64 input gradient). Without want_feats it is
-  // not read, so not checked.
+  // Inverse map: for a fixed offset each input feeds at most one output. Given (cached by the caller
+  // with the forward map), or else tried as the map mirrored (MapOrder), then rebuilt here if that is
+  // not it. A given one is checked where it is read, by the input gradient's listing: its entries'
+  // range, each pair against kmap, and its pairs per offset against kmap's (counted by weight_grad's
+  // listing when it runs). That costs the random reads of a separate check no more (they were 7 of
+  // the 42 ms of a 5 cm C = 64 input gradient). Without want_feats it is not read, so not checked.
+  //
+  // The mirrored map needs no counts: if every pair it lists at offset k is kmap's, its pairs of
+  // offset k are at most kmap's there, and as its counts are kmap's in reverse order, the totals agree
+  // and so does every offset. A submanifold map (the layers' most common one) is its own mirrored
+  // inverse: the guess saves building 27 x 4 bytes a site (a quarter of a 5 cm C = 32 backward). Only
+  // square maps can be; on another, the guess stops at the first block that finds a pair kmap lacks.
   const bool check_given_inverse = want_feats && inv.defined();
-  if (rebuild_inverse) {
-    inv = at::empty({volume, n_in}, m.options());
-    advise_huge_pages(inv);  // written whole by the fill: 27 x 4 bytes a site, fresh memory every call
-    inv.fill_(-1);
+  const bool try_mirrored = rebuild_inverse && n_in == n_out;
+  // A map that feeds one input to two outputs at an offset has no inverse: building one would keep one
+  // of the two and silently drop the other's gradient. Raised instead, for the first such offset.
+  const auto build_inverse = [&] {
+    at::Tensor built = at::empty({volume, n_in}, m.options());
+    advise_huge_pages(built);  // written whole by the fill: 27 x 4 bytes a site, fresh memory every call
+    built.fill_(-1);
     const int32_t* pm = m.const_data_ptr<int32_t>();
-    int32_t* pi = inv.data_ptr<int32_t>();
+    int32_t* pi = built.data_ptr<int32_t>();
+    std::vector<int64_t> fed_twice(static_cast<size_t>(volume), -1);  // per offset, the first output that repeats an input
     at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {  // offsets write disjoint rows
       for (int64_t k = begin; k < end; ++k)
-        for (int64_t j = 0; j < n_out; ++j)
-          if (pm[k * n_out + j] >= 0) pi[k * n_in + pm[k * n_out + j]] = static_cast<int32_t>(j);
+        for (int64_t j = 0; j < n_out; ++j) {
+          const int64_t i = pm[k * n_out + j];
+          if (i < 0) continue;
+          if (pi[k * n_in + i] >= 0 && fed_twice[k] < 0) fed_twice[k] = j;
+          pi[k * n_in + i] = static_cast<int32_t>(j);
+        }
     });
-  }
+    for (int64_t k = 0; k < volume; ++k)
+      TORCH_CHECK(fed_twice[k] < 0, "fastperc: kernel map feeds input row ", pm[k * n_out + fed_twice[k]],
+                  " to two outputs at offset ", k, " (the second: ", fed_twice[k],
+                  "); a convolution's map lists each input at most once per offset");
+    return built;
+  };
   AT_DISPATCH_FLOATING_TYPES(f.scalar_type(), "fastperc_sparse_conv_backward_cpu", [&] {
     using T = scalar_t;
     std::vector<int64_t> inverse_pairs(static_cast<size_t>(volume)), map_pairs(static_cast<size_t>(volume));
     if (want_feats) {
       const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
+      const auto input_grad = [&](const int32_t* map, const MapChecks& checks, MapOrder order) {
+        return gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, map, volume, n_in, wt.const_data_ptr<T>(), cin,
+                              grad_feats.data_ptr<T>(), checks, order);
+      };
       MapChecks checks{"inv_map", "grad_out", nullptr, nullptr};
       if (check_given_inverse) {
         checks.inverse_of = m.const_data_ptr<int32_t>();
         checks.pairs_listed = inverse_pairs.data();
+        const int64_t mismatch = input_grad(inv.const_data_ptr<int32_t>(), checks, MapOrder::kAsGiven);
+        if (mismatch >= 0) not_the_inverse(mismatch);
+      } else {
+        bool done = false;
+        if (try_mirrored) {
+          MapChecks mirrored{"kernel map", "grad_out", m.const_data_ptr<int32_t>(), nullptr, true};
+          done = input_grad(m.const_data_ptr<int32_t>(), mirrored, MapOrder::kMirrored) < 0;
+        }
+        if (!done) {
+          inv = build_inverse();
+          input_grad(inv.const_data_ptr<int32_t>(), checks, MapOrder::kAsGiven);
+        }
       }
-      gather_gemm<T>(g.const_data_ptr<T>(), n_out, cout, inv.const_data_ptr<int32_t>(), volume, n_in,
-                     wt.const_data_ptr<T>(), cin, grad_feats.data_ptr<T>(), checks);
     }
     if (want_weight)
       weight_grad<T>(f.const_data_ptr<T>(), n_in, cin, g.const_data_ptr<T>(), cout, m.const_data_ptr<int32_t>(), volume,

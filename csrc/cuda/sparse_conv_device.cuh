@@ -202,18 +202,22 @@ static __global__ void check_inverse_entries(const int32_t* __restrict__ map, in
   }
 }
 
+// Whether other (K, n_other) lists, read the other way, every pair map (K, n_map) lists (both already
+// range-checked).
+template <typename Launch>
+bool lists_every_pair_of(const Launch& launch, const at::Tensor& other, const at::Tensor& map) {
+  const int64_t volume = map.size(0), n_map = map.size(1), n_other = other.size(1);
+  at::Tensor bad = at::full({1}, 0, map.options());
+  if (n_map > 0)
+    launch(grid_for(volume * n_map), kThreads, check_inverse_entries, map.const_data_ptr<int32_t>(), n_map,
+           other.const_data_ptr<int32_t>(), n_other, volume, bad.data_ptr<int>());
+  return bad.cpu().const_data_ptr<int>()[0] == 0;
+}
+
 // Raises unless inv (K, n_in) is kmap (K, n_out) read the other way (both already range-checked).
 template <typename Launch>
 void check_inverse_of(const Launch& launch, const at::Tensor& kmap, const at::Tensor& inv) {
-  const int64_t volume = kmap.size(0), n_out = kmap.size(1), n_in = inv.size(1);
-  at::Tensor bad = at::full({1}, 0, kmap.options());
-  if (n_out > 0)
-    launch(grid_for(volume * n_out), kThreads, check_inverse_entries, kmap.const_data_ptr<int32_t>(), n_out,
-           inv.const_data_ptr<int32_t>(), n_in, volume, bad.data_ptr<int>());
-  if (n_in > 0)
-    launch(grid_for(volume * n_in), kThreads, check_inverse_entries, inv.const_data_ptr<int32_t>(), n_in,
-           kmap.const_data_ptr<int32_t>(), n_out, volume, bad.data_ptr<int>());
-  TORCH_CHECK(bad.cpu().const_data_ptr<int>()[0] == 0,
+  TORCH_CHECK(lists_every_pair_of(launch, inv, kmap) && lists_every_pair_of(launch, kmap, inv),
               "fastperc: inv_map is not the inverse of kmap: pass the inverse of this map "
               "(fastperc.sparse.functional.invert_map) or None to rebuild it");
 }
@@ -275,6 +279,11 @@ std::tuple<at::Tensor, at::Tensor> backward(const Launch& launch, const at::Tens
     inv = at::full({volume, n_in}, -1, m.options());
     launch(grid_for(volume * n_out), kThreads, scatter_inverse, m.const_data_ptr<int32_t>(), volume, n_out, n_in,
            inv.data_ptr<int32_t>());
+    // A map that feeds one input to two outputs at an offset has no inverse: the scatter kept one of
+    // the two, and the other's gradient would silently be dropped.
+    TORCH_CHECK(lists_every_pair_of(launch, inv, m),
+                "fastperc: kernel map feeds an input row to two outputs at one offset; a convolution's map lists "
+                "each input at most once per offset");
   }
   const at::Tensor wt = w.transpose(1, 2).contiguous();  // (K, cout, cin)
   // Fixed splits of the pairs (from the sizes only, so the sums are the same on every run), fewer
