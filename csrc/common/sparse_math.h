@@ -75,14 +75,14 @@ FP_HD int64_t map_entry(int32_t b, const int32_t* o, int64_t k, const int64_t* k
   return find(sparse_key(b, src[0], src[1], src[2]));
 }
 
-// kmap (K, n_out) and inv (K, n_in) are inverse maps when every pair one lists, the other lists too:
-// inv[k, kmap[k, j]] == j wherever kmap[k, j] >= 0, and the same with the roles swapped. Checked one
-// entry at a time (entries already known to be -1 or in range), in both directions.
 // other lists the pair (i, j) at offset k: other[k, i] == j (i a row of other's).
 FP_HD bool other_lists_pair(const int32_t* other, int64_t n_other, int64_t k, int64_t i, int64_t j) {
   return other[k * n_other + i] == j;
 }
 
+// kmap (K, n_out) and inv (K, n_in) are inverse maps when every pair one lists, the other lists too:
+// inv[k, kmap[k, j]] == j wherever kmap[k, j] >= 0, and the same with the roles swapped. Checked one
+// entry at a time (entries already known to be -1 or in range), in both directions.
 FP_HD bool inverse_pair_ok(const int32_t* map, int64_t n_map, const int32_t* other, int64_t n_other, int64_t k,
                            int64_t j) {
   const int64_t i = map[k * n_map + j];

@@ -437,7 +437,8 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
     built.fill_(-1);
     const int32_t* pm = m.const_data_ptr<int32_t>();
     int32_t* pi = built.data_ptr<int32_t>();
-    std::vector<int64_t> fed_twice(static_cast<size_t>(volume), -1);  // per offset, the first output that repeats an input
+    // Per offset, the first output whose input an earlier output of that offset already took.
+    std::vector<int64_t> fed_twice(static_cast<size_t>(volume), -1);
     at::parallel_for(0, volume, 1, [&](int64_t begin, int64_t end) {  // offsets write disjoint rows
       for (int64_t k = begin; k < end; ++k)
         for (int64_t j = 0; j < n_out; ++j) {

@@ -54,14 +54,14 @@ int64_t list_neighbours(const int32_t* entries, int64_t n, int64_t n_rows, int32
 }  // namespace
 
 SparseTile<float> sparse_tile_f32_avx2() {
-  return {{rows_variant<F32x8, 3, 4>(), rows_variant<F32x8, 4, 3>(), rows_variant<F32x8, 6, 2>(), rows_variant<F32x8, 8, 1>()},
-          4,
+  return {{rows_variant<F32x8, 3, 4>(), rows_variant<F32x8, 4, 3>(), rows_variant<F32x8, 6, 2>(),
+           rows_variant<F32x8, 8, 1>()}, 4,
           {pairs_variant<F32x8, 4, 2>(), pairs_variant<F32x8, 8, 1>(), pairs_variant<F32x8, 2, 4>()}, 3,
           &list_neighbours};
 }
 SparseTile<double> sparse_tile_f64_avx2() {
-  return {{rows_variant<F64x4, 3, 4>(), rows_variant<F64x4, 4, 3>(), rows_variant<F64x4, 6, 2>(), rows_variant<F64x4, 8, 1>()},
-          4,
+  return {{rows_variant<F64x4, 3, 4>(), rows_variant<F64x4, 4, 3>(), rows_variant<F64x4, 6, 2>(),
+           rows_variant<F64x4, 8, 1>()}, 4,
           {pairs_variant<F64x4, 4, 2>(), pairs_variant<F64x4, 8, 1>(), pairs_variant<F64x4, 2, 4>()}, 3,
           &list_neighbours};
 }
