@@ -159,6 +159,15 @@ CASES = [
     ("sparse_conv_backward: inverse map rows past grad_out",
      lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP, invert_map(KMAP, len(COORDS)) + 100),
      "inv_map entries must be -1 or rows of grad_out"),
+    # A square map without an inverse is first read as its own mirrored inverse: with both gradients,
+    # that listing checks the entries' range (no separate pass); with the feature gradient only, the
+    # pass before it does. Column 5 past feats at every offset.
+    ("sparse_conv_backward: square map with an entry past feats, no inverse",
+     lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP.index_fill(1, torch.tensor([5]), len(COORDS))),
+     "entries must be -1 or rows of feats"),
+    ("sparse_conv_backward: square map with an entry past feats, no inverse, feature gradient only",
+     lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS, WEIGHT, KMAP.index_fill(1, torch.tensor([5]), len(COORDS)),
+                                      None, [True, False]), "entries must be -1 or rows of feats"),
     ("sparse_conv_backward: map of a larger tensor",
      lambda: ops.sparse_conv_backward(GRAD_OUT, FEATS[:10], WEIGHT, KMAP), "entries must be -1 or rows of feats"),
     # With a cached inverse, the weight gradient's listing checks kmap (no pass of its own): each mask.

@@ -50,7 +50,7 @@ void parallel_items(int64_t n_items, const Worker& worker) {
 }
 
 // How far ahead gather_gemm fetches rows, in tiles. At 32 columns the avx2 3 x 4 tile is one tile per
-// step of mr rows: fetched one step (two tiles) ahead, the 5 cm LiDAR C = 32 forward ran 5% slower
+// step of mr rows: fetched two steps (two tiles) ahead, the 5 cm LiDAR C = 32 forward ran 5% slower
 // than four tiles ahead; at 64 columns (two tiles a step) one or two steps ahead made no difference.
 constexpr int64_t kRowsTilesAhead = 4;
 
@@ -364,8 +364,8 @@ void weight_grad(const T* x, int64_t n_in, int64_t cin, const T* g, int64_t cout
   });
 }
 
-// The range of kmap's entries, in one pass (min and max together): the weight gradient lists kmap
-// without checking them.
+// The range of kmap's entries, in one pass (min and max together), for the backward's paths where no
+// listing reads them before they are used (see sparse_conv_backward_cpu).
 void check_map_rows(const at::Tensor& kmap, int64_t n_rows) {
   if (kmap.numel() == 0) return;
   const auto [lo_t, hi_t] = at::aminmax(kmap);
@@ -405,11 +405,12 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   // Only the gradients output_mask asks for (gather_gemm writes every output row, weight_grad every
   // dW entry).
   const bool want_feats = output_mask[0], want_weight = output_mask[1];
-  // kmap's entries are checked by weight_grad's listing, as it reads them. Checked here first instead
-  // where no weight gradient is computed, and where the inverse is rebuilt from them (they index it).
-  // On the path of a layer's backward (both gradients, cached inverse), this saves a pass over kmap.
+  // kmap's entries are checked by the listings that read them: weight_grad's, and the mirrored guess
+  // at the inverse (below). Checked here first instead where no weight gradient is computed, and in
+  // build_inverse (they index the inverse). On a layer's backward (both gradients, cached inverse) and
+  // on a submanifold map without one, this saves a pass over kmap.
   const bool rebuild_inverse = want_feats && !inv.defined();
-  if (!want_weight || n_in == 0 || n_out == 0 || rebuild_inverse) check_map_rows(kmap, n_in);
+  if (!want_weight || n_in == 0 || n_out == 0) check_map_rows(kmap, n_in);
   at::Tensor grad_feats, grad_weight;  // (not structured bindings: the dispatch lambda captures them)
   std::tie(grad_feats, grad_weight) = sparse_backward_outputs(f, w, output_mask, n_out == 0 || n_in == 0);
   if (n_out == 0 || n_in == 0) return {grad_feats, grad_weight};
@@ -432,6 +433,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
   // A map that feeds one input to two outputs at an offset has no inverse: building one would keep one
   // of the two and silently drop the other's gradient. Raised instead, for the first such offset.
   const auto build_inverse = [&] {
+    check_map_rows(m, n_in);  // a guess that stopped early did not list every entry
     at::Tensor built = at::empty({volume, n_in}, m.options());
     advise_huge_pages(built);  // written whole by the fill: 27 x 4 bytes a site, fresh memory every call
     built.fill_(-1);
@@ -472,7 +474,7 @@ std::tuple<at::Tensor, at::Tensor> sparse_conv_backward_cpu(const at::Tensor& gr
       } else {
         bool done = false;
         if (try_mirrored) {
-          MapChecks mirrored{"kernel map", "grad_out", m.const_data_ptr<int32_t>(), nullptr, true};
+          MapChecks mirrored{"kernel map", "feats", m.const_data_ptr<int32_t>(), nullptr, true};  // n_out == n_in
           done = input_grad(m.const_data_ptr<int32_t>(), mirrored, MapOrder::kMirrored) < 0;
         }
         if (!done) {
