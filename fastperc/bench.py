@@ -54,6 +54,24 @@ GRAM_OPS = ("gram", "style")
 SLOW_CALL_S = 2.0
 WARM_CALL_S = 0.1
 
+# An err above this marks a row's result as wrong, not rounded differently: every correct float32 row
+# of these benches has stayed under 4e-5, while spconv's CPU forward on 2 threads (a race in its
+# scatter: 26-38 of 125k output rows off, different ones each call) is at 0.2-0.34. Half-precision
+# rows round at 1e-3 (float16) to 8e-3 (bfloat16) a step, so they get more room.
+WRONG_ERR = {"float16": 0.1, "bfloat16": 0.1}
+WRONG_ERR_OTHER = 1e-3
+
+
+def wrong_result(row: dict, dtype: str = "float32") -> bool:
+    """Whether the row's result was checked and found wrong (err above its dtype's WRONG_ERR, or NaN)."""
+    err = row.get("err")
+    return err is not None and not err <= WRONG_ERR.get(dtype, WRONG_ERR_OTHER)
+
+
+def wrong_flag(row: dict, dtype: str = "float32") -> str:
+    """What a table line ends with: a loud mark for a wrong result, so no speedup over it goes unread."""
+    return f"  WRONG RESULT (err above {WRONG_ERR.get(dtype, WRONG_ERR_OTHER):g})" if wrong_result(row, dtype) else ""
+
 
 def _peer(name: str):
     try:
@@ -607,7 +625,7 @@ def format_table(result: dict) -> str:
         rate = f"{r['gflops']:.1f} GFLOP/s" if r["op"] in GRAM_OPS else f"{r['mpx_s']:.1f} Mpx/s"
         pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
         lines.append(f"{r['op']:<7}{r['mode']:<9}{r['shape']:<17}{r['impl']:<19}{r['ms']:>9.3f}{rate:>16}{pct:>7}"
-                     f"{r['fastperc_speedup']:>17.2f}x{r['err']:>10.1e}")
+                     f"{r['fastperc_speedup']:>17.2f}x{r['err']:>10.1e}" + wrong_flag(r, result["dtype"]))
     lines += LEGEND
     lines.extend(summary_lines(result))
     if result.get("missing_peers"):
@@ -747,6 +765,7 @@ def format_per_isa(combined: dict, table=None) -> str:
     cols = (f"{'op':<{w_op}}{'mode':<{w_mode}}{'shape':<{w_shape}}"
             + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>7}" for isa in isas))
     lines += [cols, "-" * len(cols)]
+    any_wrong = False
     for key in groups[isas[0]]:
         line = f"{key[0]:<{w_op}}{key[1]:<{w_mode}}{key[2]:<{w_shape}}"
         ms = {}
@@ -758,7 +777,12 @@ def format_per_isa(combined: dict, table=None) -> str:
                 line += f"{'-':>24}"
                 continue
             ms[isa] = ours["ms"]
-            ratio = f"{min(r['ms'] for r in others) / ours['ms']:.2f}x" if others else "-"
+            ratio = "-"
+            if others:
+                fastest = min(others, key=lambda r: r["ms"])
+                wrong = wrong_result(fastest, per_isa[isa].get("dtype", "float32"))
+                any_wrong |= wrong
+                ratio = f"{fastest['ms'] / ours['ms']:.2f}x" + ("!" if wrong else "")
             pct = ours.get("peak_pct", float("nan"))
             line += f"{ours['ms']:>12.3f}{f'{pct:.0f}' if pct == pct else '-':>5}{ratio:>7}"
         lines.append(line)
@@ -773,6 +797,9 @@ def format_per_isa(combined: dict, table=None) -> str:
                 verdict = ("still slower: " + "; ".join(f"{hi} > {lo}" for lo, hi in still)) if still else "not slower"
                 lines.append("    interleaved in one process: " + ", ".join(f"{isa} {v:.2f} ms" for isa, v in again.items())
                              + f" -> {verdict}")
+    if any_wrong:
+        lines.append("!: the fastest other implementation's result was wrong there (see WRONG RESULT in its table): "
+                     "the ratio compares fastperc with a computation that does not give the right answer.")
     if table is None or table is format_table:
         for isa in isas:
             lines += [f"[{isa}] {line}" for line in summary_lines(per_isa[isa])]
@@ -786,16 +813,19 @@ def summary_lines(result: dict):
     groups = _groups(result["rows"])
     for op in OPS:
         for mode in MODES:
-            ratios, names = [], []
+            ratios, names, over_wrong = [], [], 0
             for key in (k for k in groups if k[0] == op and k[1] == mode):
                 others = _others(groups[key])
                 ours = [r for r in groups[key] if r["impl"] == "fastperc"]
                 if others and ours:
-                    ratios.append(min(r["ms"] for r in others) / ours[0]["ms"])
+                    fastest = min(others, key=lambda r: r["ms"])
+                    ratios.append(fastest["ms"] / ours[0]["ms"])
+                    over_wrong += wrong_result(fastest, result.get("dtype", "float32"))
                     names += [r["impl"] for r in others]
             if ratios:
+                wrong = f"; {over_wrong} of {len(ratios)} over a WRONG RESULT" if over_wrong else ""
                 out.append(f"fastperc {op} {mode}: geometric-mean speedup over {_comparison(op, names)} "
-                           f"{_geomean(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x)")
+                           f"{_geomean(ratios):.2f}x (min {min(ratios):.2f}x, max {max(ratios):.2f}x{wrong})")
             capped = [r["ms"] / _fastperc_ms(groups[k]) for k in groups if k[:2] == (op, mode)
                       for r in groups[k] if r["impl"] == CAPPED_GEMM]
             if capped:

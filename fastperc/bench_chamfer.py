@@ -22,7 +22,7 @@ import torch
 
 import fastperc
 from fastperc import _backend, data
-from fastperc.bench import peak_memory_mb, time_interleaved_ms
+from fastperc.bench import peak_memory_mb, time_interleaved_ms, wrong_flag
 from fastperc.geometry import ProceduralShapes
 
 CLOUD_SIZES = {"cpu": [2048, 16384], "cuda": [16384, 65536]}
@@ -150,7 +150,7 @@ def format_table(result: dict) -> str:
         rate = f"{r['pair_gflops']:.1f}" if r["pair_gflops"] == r["pair_gflops"] else "-"
         speedup = f"{r['fastperc_speedup']:.1f}x" if r["fastperc_speedup"] == r["fastperc_speedup"] else "-"
         lines.append(f"{r['shape']:<32}{r['impl']:<17}{ms:>10}{r['peak_mb']:>10.1f}{rate:>14}{speedup:>18}{err:>10}"
-                     + (f"  {r['note']}" if r.get("note") else ""))
+                     + (f"  {r['note']}" if r.get("note") else "") + wrong_flag(r, result["dtype"]))
     lines += [
         "ms: median wall time of loss + backward; peak MB: memory above the starting footprint during one step.",
         "pair GFLOP/s: 8 flop per (query, target) pair both ways, as brute force would do them, over the time.",

@@ -13,7 +13,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from fastperc.bench import time_interleaved_ms
+from fastperc.bench import time_interleaved_ms, wrong_flag
 from fastperc.losses.perceptual import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 from fastperc.models import vgg19
 from fastperc.nn.style import StyleLoss
@@ -116,7 +116,8 @@ def format_table(result: dict) -> str:
     for r in result["rows"]:
         impl = "fastperc" if r["impl"] == "fastperc" else "torch (bmm + mse)"
         err = "-" if r["err"] is None else f"{r['err']:.1e}"
-        lines.append(f"{r['shape']:<14}{r['what']:<11}{impl:<22}{r['ms']:>10.2f}{r['fastperc_speedup']:>17.2f}x{err:>10}")
+        lines.append(f"{r['shape']:<14}{r['what']:<11}{impl:<22}{r['ms']:>10.2f}{r['fastperc_speedup']:>17.2f}x{err:>10}"
+                     + wrong_flag(r, result["dtype"]))
     lines += [
         "ms: median wall time; fastperc speedup: this row's ms over fastperc's (above 1: fastperc is faster).",
         "err: largest |row - float64 reference| over the reference's largest |value|.",

@@ -20,7 +20,7 @@ import re
 import torch
 
 from fastperc import data, reference
-from fastperc.bench import gemm_peak, peers_install_command, time_interleaved_ms
+from fastperc.bench import gemm_peak, peers_install_command, time_interleaved_ms, wrong_flag
 from fastperc.sparse import functional as SF, voxelize
 
 WORKLOADS = [(0.05, 32), (0.05, 64), (0.10, 32), (0.10, 64)]
@@ -298,7 +298,8 @@ def format_table(result: dict) -> str:
         rate = f"{r['gflops']:.0f}" if "gflops" in r else "-"
         pct = f"{r['peak_pct']:.0f}" if "peak_pct" in r else "-"
         lines.append(f"{r['mode']:<9}{r['shape']:<38}{r['impl']:<14}{r['ms']:>10.2f}{r['msites_s']:>10.2f}{rate:>9}{pct:>7}"
-                     f"{r['fastperc_speedup']:>17.2f}x{err:>10}" + (f"  {r['note']}" if r.get("note") else ""))
+                     f"{r['fastperc_speedup']:>17.2f}x{err:>10}" + (f"  {r['note']}" if r.get("note") else "")
+                     + wrong_flag(r, result.get("dtype", "float32")))
     lines += [
         "map: building the kernel map only; fwd: the convolution on a prebuilt map; fwd+bwd: also both gradients.",
         "ms: median wall time; Msites/s: active sites per second; GFLOP/s: useful work, 2 * pairs * C_in * C_out "

@@ -293,6 +293,55 @@ def test_bench_isa_does_not_compare_rows_whose_code_is_the_same_on_every_isa():
     assert "SLOWER" not in text and "(same code on every ISA)" in text
 
 
+def test_bench_marks_wrong_results_and_the_ratios_over_them():
+    """A row whose result is wrong (spconv's racy 2-thread CPU forward: err 0.2-0.34) says so on its own
+    line in every table, and a side-by-side ratio over it carries a "!" explained below the table."""
+    from conftest import supported_isas
+    from fastperc import bench, bench_chamfer, bench_perceptual, bench_sparse
+
+    assert not bench.wrong_result({"err": 4e-5}) and not bench.wrong_result({"err": None})
+    assert bench.wrong_result({"err": 0.2}) and bench.wrong_result({"err": float("nan")})
+    assert bench.wrong_result({"err": 2e-3}, "float64") and not bench.wrong_result({"err": 2e-3}, "bfloat16")
+    assert bench.wrong_result({"err": 0.2}, "float16")
+
+    def line_of(text, impl):
+        (line,) = [line for line in text.splitlines() if f" {impl} " in line and "speedup" not in line]  # a row
+        return line
+
+    image_row = dict(op="ssim", mode="fwd", shape="1x3x8x8", ms=1.0, gflops=1.0, peak_pct=1.0, mpx_s=1.0,
+                     fastperc_speedup=1.0)
+    result = dict(device="cpu", dtype="float32", threads=2, gemm_peak_gflops=100.0, rows=[
+        dict(image_row, impl="fastperc", err=1e-7), dict(image_row, impl="kornia", err=0.3, ms=2.0, fastperc_speedup=2.0)])
+    text = bench.format_table(result)
+    assert "WRONG RESULT (err above 0.001)" in line_of(text, "kornia") and "WRONG" not in line_of(text, "fastperc")
+    assert "speedup over kornia 2.00x (min 2.00x, max 2.00x; 1 of 1 over a WRONG RESULT)" in text
+
+    subm_row = dict(op="subm", mode="fwd", shape="5cm C=32 (172k)", ms=1.0, msites_s=1.0, fastperc_speedup=1.0)
+    result = dict(source="scan", threads=2, spconv=True, gemm_peak_gflops=100.0, dtype="float32", rows=[
+        dict(subm_row, impl="fastperc", err=2e-7), dict(subm_row, impl="spconv", err=0.2, fastperc_speedup=2.5)])
+    text = bench_sparse.format_table(result)
+    assert "WRONG RESULT" in line_of(text, "spconv") and "WRONG" not in line_of(text, "fastperc")
+
+    chamfer_row = dict(shape="2 x 512 vs 512", ms=1.0, peak_mb=1.0, pair_gflops=1.0, fastperc_speedup=1.0)
+    text = bench_chamfer.format_table(dict(device="cpu", dtype="float32", threads=2, rows=[
+        dict(chamfer_row, impl="fastperc", err=1e-7), dict(chamfer_row, impl="reference", err=0.5)]))
+    assert "WRONG RESULT" in line_of(text, "reference") and "WRONG" not in line_of(text, "fastperc")
+    step_row = dict(shape="1x3x64x64", what="step", ms=1.0, fastperc_speedup=1.0)
+    text = bench_perceptual.format_table(dict(device="cpu", dtype="bfloat16", threads=2, rows=[
+        dict(step_row, impl="fastperc", err=0.05), dict(step_row, impl="torch", err=0.5)]))
+    assert "WRONG RESULT (err above 0.1)" in line_of(text, "torch (bmm + mse)")
+    assert "WRONG" not in line_of(text, "fastperc")
+
+    isas = supported_isas()
+    for err, marked in ((0.2, True), (2e-7, False)):
+        rows = [dict(subm_row, impl="fastperc", err=2e-7), dict(subm_row, impl="spconv", err=err, ms=2.5)]
+        combined = {"isas": isas, "per_isa": {isa: {"dtype": "float32", "rows": rows} for isa in isas}}
+        text = bench.format_per_isa(combined, table=lambda result: "")
+        (line,) = [line for line in text.splitlines() if line.startswith("subm ")]
+        assert line.count("2.50x!" if marked else "2.50x") == len(isas) and ("!" in line) == marked
+        assert ("!: the fastest other implementation's result was wrong" in text) == marked
+
+
 def test_bench_interleaved_timing_keeps_ratios_while_the_machine_drifts(monkeypatch):
     # A fake clock whose machine slows down as time passes: a call of cost c takes c * (1 + now) s.
     # Timed interleaved, two calls of costs 1 and 3 ms keep their 3x ratio; timed one after the other
