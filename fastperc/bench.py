@@ -763,7 +763,7 @@ def format_per_isa(combined: dict, table=None) -> str:
     w_op, w_mode, w_shape = (max([len(str(key[i])) + 1 for key in groups[isas[0]]] + [least])
                              for i, least in ((0, 7), (1, 9), (2, 17)))
     cols = (f"{'op':<{w_op}}{'mode':<{w_mode}}{'shape':<{w_shape}}"
-            + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>7}" for isa in isas))
+            + "".join(f"{isa + ' ms':>12}{'%pk':>5}{'x':>10}" for isa in isas))
     lines += [cols, "-" * len(cols)]
     any_wrong = False
     for key in groups[isas[0]]:
@@ -774,7 +774,7 @@ def format_per_isa(combined: dict, table=None) -> str:
             ours = next((r for r in rows if _ours(r)), None)
             others = _others(rows)
             if ours is None:
-                line += f"{'-':>24}"
+                line += f"{'-':>27}"
                 continue
             ms[isa] = ours["ms"]
             ratio = "-"
@@ -784,7 +784,7 @@ def format_per_isa(combined: dict, table=None) -> str:
                 any_wrong |= wrong
                 ratio = f"{fastest['ms'] / ours['ms']:.2f}x" + ("!" if wrong else "")
             pct = ours.get("peak_pct", float("nan"))
-            line += f"{ours['ms']:>12.3f}{f'{pct:.0f}' if pct == pct else '-':>5}{ratio:>7}"
+            line += f"{ours['ms']:>12.3f}{f'{pct:.0f}' if pct == pct else '-':>5}{ratio:>10}"
         lines.append(line)
         slower = [f"{hi} {ms[hi]:.2f} ms > {lo} {ms[lo]:.2f} ms" for lo, hi in _slower_pairs(isas, ms)]
         if _isa_independent(groups[isas[0]][key]):
