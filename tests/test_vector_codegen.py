@@ -29,9 +29,9 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("objdump") and os.uname().machine == "x86_64"), reason="needs objdump on x86-64")
 
 
-def functions(obj):
-    """{demangled name: [(address, instruction text)]} of an object file."""
-    text = subprocess.run(["objdump", "-d", "-C", "--no-show-raw-insn", obj], capture_output=True, text=True,
+def functions(obj, objdump="objdump"):
+    """{demangled name: [(address, instruction text)]} of an object file (comments after `//` dropped)."""
+    text = subprocess.run([objdump, "-d", "-C", "--no-show-raw-insn", obj], capture_output=True, text=True,
                           check=True).stdout
     out, name = {}, None
     for line in text.splitlines():
@@ -42,15 +42,19 @@ def functions(obj):
             continue
         insn = re.match(r"^\s+([0-9a-f]+):\s+(.*)$", line)
         if insn and name is not None:
-            out[name].append((int(insn.group(1), 16), insn.group(2)))
+            out[name].append((int(insn.group(1), 16), insn.group(2).split("//")[0].strip()))
     return out
 
 
-def innermost_loops(code):
+X86_JUMP = r"^j\w+\s+([0-9a-f]+)\b"
+AARCH64_BRANCH = r"^(?:b|b\.\w+|cbn?z|tbn?z)\s+(?:[^,\s]+,\s*)*([0-9a-f]+)\s+<"  # b.ne 5f0 <f+0x30>
+
+
+def innermost_loops(code, jump_pattern=X86_JUMP):
     """(start, end) address spans of backward jumps that contain no other backward jump."""
     loops = []
     for address, text in code:
-        jump = re.match(r"^j\w+\s+([0-9a-f]+)\b", text)
+        jump = re.match(jump_pattern, text)
         if jump and int(jump.group(1), 16) <= address:
             loops.append((int(jump.group(1), 16), address))
     return [(a, b) for a, b in loops if not any((c, d) != (a, b) and a <= c and d <= b for c, d in loops)]
@@ -69,9 +73,9 @@ def compiled(source, tmp_path):
     return functions(str(obj))
 
 
-def loop_bodies(code):
+def loop_bodies(code, jump_pattern=X86_JUMP):
     """(start address, instruction texts) of each innermost loop of a function."""
-    for start, end in innermost_loops(code):
+    for start, end in innermost_loops(code, jump_pattern):
         yield start, [text for address, text in code if start <= address <= end]
 
 
@@ -133,6 +137,33 @@ def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
             assert not [text for text in body if "(%rsp)" in text and re.search(r"%xmm", text)], f"{name}: spills"
             checked += 1
     assert checked >= (2 if source == "gram_tile_generic" else 12), f"{source}: only {checked} multiply loops found"
+
+
+TILES = ("gram_tile<", "rows_tile<", "pairs_tile<")
+
+
+def tile_multiply_loops(functions_of_object, multiply):
+    """{tile function: [innermost loop bodies that multiply]} of the Gram and sparse tiles."""
+    return {name: [body for _, body in bodies if any(re.match(multiply, text) for text in body)]
+            for name, bodies in functions_of_object.items() if any(tile in name for tile in TILES)}
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_tile_multiply_loops_keep_accumulators_in_registers(isa, tmp_path):
+    # A tile's k loop only loads and multiplies: its accumulators are stored once, after the loop. A
+    # vector store inside it is an accumulator kept in memory (a loop over the tile's vectors left
+    # rolled, or more live values than registers), loaded and stored on every step.
+    loops = {}
+    for kernel in ("gram_tile", "sparse_tile"):
+        code = compiled(f"{kernel}_{isa}", tmp_path)
+        loops.update(tile_multiply_loops({name: list(loop_bodies(c)) for name, c in code.items()},
+                                         r"(v?mulp[sd]|vfn?madd\w*p[sd])\s"))
+    assert len(loops) >= 9, f"{isa}: found only {len(loops)} tile functions: {sorted(loops)}"
+    for name, bodies in loops.items():
+        assert bodies, f"{isa}: {name}: no multiply loop found"
+        for body in bodies:
+            stores = [text for text in body if re.search(r"%[xyz]mm", text) and text.endswith(")")]
+            assert not stores, f"{isa}: {name}: vector stores in its multiply loop: {stores}"
 
 
 def test_isa_objects_share_no_code_through_the_linker(tmp_path):

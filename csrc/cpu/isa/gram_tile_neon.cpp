@@ -1,6 +1,8 @@
-// aarch64 ASIMD (NEON) micro-kernels: 4 x 20 floats (20 q-register accumulators of the 32) and 4 x 12
-// doubles (24). mr must divide nr (tile rows are read from the column panels). Not timed on ARM
-// hardware yet.
+// aarch64 ASIMD (NEON) micro-kernels: 4 x 20 floats (20 q-register accumulators of the 32) and 4 x 8
+// doubles (16). mr must divide nr (tile rows are read from the column panels). A tile's loop also holds
+// its nv vectors of b and one register per a value (`fmla` by element): 29 and 24 registers. The 4 x 12
+// double tile that was here needed 34, and GCC kept two accumulators on the stack, loaded and stored on
+// every step (tests/test_vector_codegen.py checks every tile's loop). Not timed on ARM hardware yet.
 #include <cstdint>
 
 #include "cpu/isa/gram_tile.h"
@@ -17,7 +19,7 @@ namespace {
 #include "cpu/isa/gram_tile_body.inc"
 
 GramTile<float> gram_tile_f32_neon() { return {4, 20, &gram_tile<F32x4, 4, 5>, &pack8_f32}; }
-GramTile<double> gram_tile_f64_neon() { return {4, 12, &gram_tile<F64x2, 4, 6>, nullptr}; }
+GramTile<double> gram_tile_f64_neon() { return {4, 8, &gram_tile<F64x2, 4, 4>, nullptr}; }
 
 }  // namespace cpu
 }  // namespace fastperc

@@ -1,0 +1,75 @@
+"""The NEON (aarch64) micro-kernels compile to register code, as tests/test_vector_codegen.py checks
+the x86 ones: the Gram and sparse tiles' multiply loops store nothing (their accumulators stay in
+registers), and the SSIM filter loops store no vector to the stack.
+
+No ARM hardware times the NEON path here, so this is what shows that its loops are the ones written.
+Under `#pragma GCC unroll 4`, the NEON tiles of 5 to 8 vectors a row kept every accumulator in
+memory; tiles needing more than the 32 q registers kept two there; and the 11- to 15-tap SSIM passes
+spilled (see csrc/cpu/isa/*_neon.cpp). Each file is compiled with setup.py's flags by Debian's
+aarch64-linux-gnu-g++ (or the host's g++ on aarch64) and disassembled. Skipped without that compiler,
+unless FASTPERC_REQUIRE_AARCH64=1 (CI) makes that a failure.
+"""
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from test_vector_codegen import AARCH64_BRANCH, FLAGS, HOT, ROOT, functions, loop_bodies, tile_multiply_loops
+
+NATIVE = os.uname().machine == "aarch64"
+CXX = os.environ.get("FASTPERC_AARCH64_CXX", "g++" if NATIVE else "aarch64-linux-gnu-g++")
+OBJDUMP = "objdump" if NATIVE else "aarch64-linux-gnu-objdump"
+# A store of a SIMD/FP register: str/stp/stur q0 (d0, s0), st1 {v0.4s}.
+SIMD_STORE = r"^(?:st[rpu]\w*\s+[qdsh]\d+|st[1-4]\s+\{v)"
+
+
+@pytest.fixture(scope="module")
+def compiled_neon(tmp_path_factory):
+    missing = [tool for tool in (CXX, OBJDUMP) if shutil.which(tool) is None]
+    if missing:
+        message = f"needs {' and '.join(missing)} (apt-get install g++-aarch64-linux-gnu)"
+        if os.environ.get("FASTPERC_REQUIRE_AARCH64") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    folder = tmp_path_factory.mktemp("neon")
+    sources = ("gram_tile_neon", "sparse_tile_neon", "ssim_tile_neon")
+    jobs = {}
+    for source in sources:
+        command = [CXX, *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
+                   os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", str(folder / f"{source}.o")]
+        jobs[source] = subprocess.Popen(command)
+    for source, job in jobs.items():
+        assert job.wait() == 0, f"{source} did not compile"
+    return {source: functions(str(folder / f"{source}.o"), OBJDUMP) for source in sources}
+
+
+def test_neon_tile_multiply_loops_keep_accumulators_in_registers(compiled_neon):
+    loops = {}
+    for source in ("gram_tile_neon", "sparse_tile_neon"):
+        code = compiled_neon[source]
+        loops.update(tile_multiply_loops({name: list(loop_bodies(c, AARCH64_BRANCH)) for name, c in code.items()},
+                                         r"(fmla|fmul)\s"))
+    assert len(loops) >= 14, f"found only {len(loops)} tile functions: {sorted(loops)}"
+    for name, bodies in loops.items():
+        assert bodies, f"{name}: no multiply loop found"
+        for body in bodies:
+            stores = [text for text in body if re.match(SIMD_STORE, text)]
+            assert not stores, f"{name}: SIMD stores in its multiply loop: {stores}"
+
+
+def test_neon_ssim_filter_loops_keep_vectors_in_registers(compiled_neon):
+    checked = 0
+    for name, code in compiled_neon["ssim_tile_neon"].items():
+        if not any(f"{hot}<" in name for hot in HOT):
+            continue
+        # The stack: sp, or a register the function set from it (add x6, sp, #0xa0).
+        frame = {"sp"} | {m.group(1) for _, text in code for m in [re.match(r"(?:add|mov)\s+(x\d+),\s*sp\b", text)]
+                          if m}
+        for start, body in loop_bodies(code, AARCH64_BRANCH):
+            spills = [text for text in body if re.match(SIMD_STORE, text)
+                      and re.search(r"\[(" + "|".join(sorted(frame)) + r")\b", text)]
+            assert not spills, f"{name}: SIMD spills in the loop at {start:#x}: {spills}"
+            checked += 1
+    assert checked >= 8, f"found only {checked} filter loops to check"
