@@ -17,8 +17,9 @@ namespace {
 
 // GCC's first scheduling pass (before register allocation, on by default for aarch64) moves loads up
 // for latency and kept more values live than the 32 registers hold: the 11- and 15-tap W passes and the
-// 11- to 15-tap H passes spilled to the stack in their loops (GCC 12). Without it they do not
-// (tests/test_vector_codegen.py); an out-of-order core does that scheduling itself.
+// 11-tap H pass spilled to the stack in their loops (GCC 12), and llvm-mca puts those loops 2-7% slower
+// with it (benchmarks/RESULTS.md). Without it they do not spill (tests/test_vector_codegen_neon.py); an
+// out-of-order core does that scheduling itself.
 #pragma GCC optimize("no-schedule-insns")
 #include "cpu/isa/ssim_tile_body.inc"
 
