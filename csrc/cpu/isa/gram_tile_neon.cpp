@@ -2,7 +2,7 @@
 // doubles (16). mr must divide nr (tile rows are read from the column panels). A tile's loop also holds
 // its nv vectors of b and one register per a value (`fmla` by element): 29 and 24 registers. The 4 x 12
 // double tile that was here needed 34, and GCC kept two accumulators on the stack, loaded and stored on
-// every step (tests/test_vector_codegen.py checks every tile's loop). Not timed on ARM hardware yet.
+// every step (tests/test_vector_codegen_neon.py checks every tile's loop). Not timed on ARM hardware yet.
 #include <cstdint>
 
 #include "cpu/isa/gram_tile.h"

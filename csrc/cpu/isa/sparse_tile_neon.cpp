@@ -3,7 +3,7 @@
 // nv loaded vectors of b and, unlike x86 (whose FMAs broadcast a straight from memory), one register per
 // a value it multiplies by (`fmla` by element): at most 29 of the 32 q registers here. The 4 x 6 and
 // 6 x 4 tiles that were here need 34, and GCC kept two accumulators on the stack, loaded and stored on
-// every step (tests/test_vector_codegen.py checks every tile's loop). Not timed on ARM hardware yet.
+// every step (tests/test_vector_codegen_neon.py checks every tile's loop). Not timed on ARM hardware yet.
 #include <cstdint>
 
 #include "cpu/isa/sparse_tile.h"
