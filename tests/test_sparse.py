@@ -188,8 +188,10 @@ def test_kernel_map_and_out_coords_match_reference():
 # (sites, cin, cout): every rows-tile width of the CPU kernels (64, 32 and 16 columns, and padded
 # ones), every weight-gradient tile shape (AVX-512 float32: 8 x 32 for 64/64, 8/32 and 5/48, 16 x 16
 # for 16/16 and 3/5, 4 x 64 for 4/64) with rows read in place or through padded copies, several
-# forward blocks (1024 outputs at 64 columns), and more than one weight-gradient block (16384).
-TILE_CASES = [(3000, 64, 64), (3000, 5, 48), (3000, 16, 16), (3000, 3, 5), (3000, 4, 64), (20000, 8, 32)]
+# forward blocks (1024 outputs at 64 columns), and more than one weight-gradient block (16384). NEON's
+# tiles: rows 5 x 4 (16 columns), 3 x 6 (24: 6/24) and 8 x 2 (8: 3/5); pairs 4 x 4, 8 x 2 and 2 x 8 (2/32).
+TILE_CASES = [(3000, 64, 64), (3000, 5, 48), (3000, 16, 16), (3000, 3, 5), (3000, 4, 64), (20000, 8, 32),
+              (3000, 6, 24), (3000, 2, 32)]
 
 
 @pytest.mark.parametrize("isa", supported_isas())
