@@ -1,6 +1,7 @@
 """The NEON (aarch64) micro-kernels compile to register code, as tests/test_vector_codegen.py checks
 the x86 ones: the Gram and sparse tiles' multiply loops store nothing (their accumulators stay in
-registers), and the SSIM filter loops store no vector to the stack.
+registers), the SSIM filter loops store no vector to the stack, and its per-pixel stages divide in
+vectors.
 
 No ARM hardware times the NEON path here, so this is what shows that its loops are the ones written.
 Under `#pragma GCC unroll 4`, the NEON tiles of 5 to 8 vectors a row kept every accumulator in
@@ -77,3 +78,17 @@ def test_neon_ssim_filter_loops_keep_vectors_in_registers(compiled_neon):
             assert not spills, f"{name}: SIMD spills in the loop at {start:#x}: {spills}"
             checked += 1
     assert checked >= 8, f"found only {checked} filter loops to check"
+
+
+def test_neon_ssim_per_pixel_stages_are_vectorised(compiled_neon):
+    # As test_ssim_per_pixel_stages_are_vectorised on x86: each per-pixel stage divides in packed
+    # vectors (fdiv v.4s / v.2d) in its loops; the gradients' two (with and without the CS weight).
+    found = 0
+    for name, code in compiled_neon["ssim_tile_neon"].items():
+        if not re.search(r"\bssim_pixel(s|_grads)<(float|double)>", name):
+            continue
+        found += 1
+        packed = [body for _, body in loop_bodies(code, AARCH64_BRANCH)
+                  if any(re.match(r"fdiv\s+v\d+\.(4s|2d)", text) for text in body)]
+        assert len(packed) >= (2 if "grads" in name else 1), f"{name}: no packed division in its loops"
+    assert found == 4, f"found {found} per-pixel stage functions"
