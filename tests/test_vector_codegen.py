@@ -60,9 +60,9 @@ def innermost_loops(code, jump_pattern=X86_JUMP):
     return [(a, b) for a, b in loops if not any((c, d) != (a, b) and a <= c and d <= b for c, d in loops)]
 
 
-def compile_command(source, obj):
-    """The g++ command that compiles csrc/cpu/isa/<source>.cpp to obj with setup.py's flags."""
-    return ["g++", *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
+def compile_command(source, obj, cxx="g++"):
+    """The command that compiles csrc/cpu/isa/<source>.cpp to obj with setup.py's flags."""
+    return [cxx, *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
             os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", str(obj)]
 
 
@@ -142,10 +142,10 @@ def test_generic_tile_broadcasts_are_one_shuffle(source, tmp_path):
 TILES = ("gram_tile<", "rows_tile<", "pairs_tile<")
 
 
-def tile_multiply_loops(functions_of_object, multiply):
+def tile_multiply_loops(functions_of_object, multiply, jump_pattern=X86_JUMP):
     """{tile function: [innermost loop bodies that multiply]} of the Gram and sparse tiles."""
-    return {name: [body for _, body in bodies if any(re.match(multiply, text) for text in body)]
-            for name, bodies in functions_of_object.items() if any(tile in name for tile in TILES)}
+    return {name: [body for _, body in loop_bodies(code, jump_pattern) if any(re.match(multiply, t) for t in body)]
+            for name, code in functions_of_object.items() if any(tile in name for tile in TILES)}
 
 
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
@@ -155,9 +155,7 @@ def test_tile_multiply_loops_keep_accumulators_in_registers(isa, tmp_path):
     # rolled, or more live values than registers), loaded and stored on every step.
     loops = {}
     for kernel in ("gram_tile", "sparse_tile"):
-        code = compiled(f"{kernel}_{isa}", tmp_path)
-        loops.update(tile_multiply_loops({name: list(loop_bodies(c)) for name, c in code.items()},
-                                         r"(v?mulp[sd]|vfn?madd\w*p[sd])\s"))
+        loops.update(tile_multiply_loops(compiled(f"{kernel}_{isa}", tmp_path), r"(v?mulp[sd]|vfn?madd\w*p[sd])\s"))
     assert len(loops) >= 9, f"{isa}: found only {len(loops)} tile functions: {sorted(loops)}"
     for name, bodies in loops.items():
         assert bodies, f"{isa}: {name}: no multiply loop found"

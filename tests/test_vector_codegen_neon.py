@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from test_vector_codegen import AARCH64_BRANCH, FLAGS, HOT, ROOT, functions, loop_bodies, tile_multiply_loops
+from test_vector_codegen import AARCH64_BRANCH, HOT, compile_command, functions, loop_bodies, tile_multiply_loops
 
 NATIVE = os.uname().machine == "aarch64"
 CXX = os.environ.get("FASTPERC_AARCH64_CXX", "g++" if NATIVE else "aarch64-linux-gnu-g++")
@@ -36,11 +36,7 @@ def compiled_neon(tmp_path_factory):
         pytest.skip(message)
     folder = tmp_path_factory.mktemp("neon")
     sources = ("gram_tile_neon", "sparse_tile_neon", "ssim_tile_neon")
-    jobs = {}
-    for source in sources:
-        command = [CXX, *FLAGS, "-I", os.path.join(ROOT, "csrc"), "-c",
-                   os.path.join(ROOT, "csrc", "cpu", "isa", f"{source}.cpp"), "-o", str(folder / f"{source}.o")]
-        jobs[source] = subprocess.Popen(command)
+    jobs = {source: subprocess.Popen(compile_command(source, folder / f"{source}.o", CXX)) for source in sources}
     for source, job in jobs.items():
         assert job.wait() == 0, f"{source} did not compile"
     return {source: functions(str(folder / f"{source}.o"), OBJDUMP) for source in sources}
@@ -49,9 +45,7 @@ def compiled_neon(tmp_path_factory):
 def test_neon_tile_multiply_loops_keep_accumulators_in_registers(compiled_neon):
     loops = {}
     for source in ("gram_tile_neon", "sparse_tile_neon"):
-        code = compiled_neon[source]
-        loops.update(tile_multiply_loops({name: list(loop_bodies(c, AARCH64_BRANCH)) for name, c in code.items()},
-                                         r"(fmla|fmul)\s"))
+        loops.update(tile_multiply_loops(compiled_neon[source], r"(fmla|fmul)\s", AARCH64_BRANCH))
     assert len(loops) >= 14, f"found only {len(loops)} tile functions: {sorted(loops)}"
     for name, bodies in loops.items():
         assert bodies, f"{name}: no multiply loop found"
