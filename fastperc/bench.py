@@ -408,7 +408,8 @@ def peak_memory_mb(fn, device) -> float:
 
 
 def capped_cpu_run() -> bool:
-    """Whether this process is a `--isa` run capped below the CPU's best ISA (ISA_ENV's caps are set)."""
+    """Whether this process is a `--isa` run capped below the CPU's best ISA, GEMM libraries included
+    (ISA_ENV's caps are set: x86 only)."""
     info = _backend.build_info()
     return info.get("cpu_isa_active") != info.get("cpu_isa_best") and "ONEDNN_MAX_CPU_ISA" in os.environ
 
@@ -497,12 +498,25 @@ ISA_ENV = {
              "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "avx512": {"FASTPERC_CPU_ISA": "avx512", "ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
                "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+}
+# On aarch64 every CPU has ASIMD, and both of fastperc's builds use it (generic through GCC's vectors):
+# there is no lower ISA to hold torch's GEMM libraries to, and the x86 caps above name nothing there
+# (a generic run once said its GEMM peak came from "oneDNN under ONEDNN_MAX_CPU_ISA=SSE41"). The
+# generic run caps fastperc and torch's own kernels (no SVE); the products run as the CPU allows.
+AARCH64_ISA_ENV = {
+    "generic": {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default"},
     "neon": {"FASTPERC_CPU_ISA": "neon"},
 }
 
 
+def isa_env(isa: str, machine: str | None = None) -> dict:
+    """The environment of a `--isa` run of isa on this machine's architecture (platform.machine())."""
+    table = AARCH64_ISA_ENV if (machine or platform.machine()) in ("aarch64", "arm64") else ISA_ENV
+    return table.get(isa, {"FASTPERC_CPU_ISA": isa})
+
+
 def run_per_isa(bench_args, isas, json_dir: str) -> dict:
-    """`fastperc bench BENCH_ARGS` once per ISA, each in a fresh process capped by ISA_ENV (the caps
+    """`fastperc bench BENCH_ARGS` once per ISA, each in a fresh process capped by isa_env (the caps
     take effect only when a library loads). Returns {isas, per_isa: {isa: result}}."""
     import json
     import os
@@ -512,7 +526,7 @@ def run_per_isa(bench_args, isas, json_dir: str) -> dict:
     per_isa = {}
     for isa in isas:
         path = os.path.join(json_dir, f"bench-{isa}.json")
-        env = dict(os.environ, **ISA_ENV.get(isa, {"FASTPERC_CPU_ISA": isa}))
+        env = dict(os.environ, **isa_env(isa))
         print(f"fastperc bench: timing every implementation as a {isa} CPU runs it ...", file=sys.stderr, flush=True)
         subprocess.run([sys.executable, "-m", "fastperc.cli", "bench", *bench_args, "--json", path], env=env,
                        check=True, stdout=subprocess.DEVNULL)
@@ -521,22 +535,48 @@ def run_per_isa(bench_args, isas, json_dir: str) -> dict:
     return {"isas": list(isas), "per_isa": per_isa}
 
 
-def cpu_model() -> dict:
-    """The CPU's model name and the vector flags that pick the micro-kernels (Linux /proc/cpuinfo)."""
-    info = {"model": platform.processor() or platform.machine(), "flags": ""}
+# Arm cores by /proc/cpuinfo's "CPU implementer" and "CPU part" (Linux's arch/arm64 cputype.h), for the
+# aarch64 machines our users run: Linux names no model there.
+ARM_CPU_PARTS = {
+    ("0x41", "0xd08"): "Cortex-A72",
+    ("0x41", "0xd0b"): "Cortex-A76",
+    ("0x41", "0xd0c"): "Neoverse N1",  # Graviton2, Ampere Altra
+    ("0x41", "0xd40"): "Neoverse V1",  # Graviton3
+    ("0x41", "0xd42"): "Cortex-A78AE",  # Jetson Orin
+    ("0x41", "0xd49"): "Neoverse N2",
+    ("0x41", "0xd4f"): "Neoverse V2",  # Grace (GH200), Graviton4
+    ("0x41", "0xd84"): "Neoverse V3",
+    ("0x41", "0xd8e"): "Neoverse N3",
+    ("0x4e", "0x004"): "NVIDIA Carmel",  # Jetson Xavier
+    ("0xc0", "0xac3"): "AmpereOne",
+}
+
+
+def cpu_model(cpuinfo: str | None = None, machine: str | None = None) -> dict:
+    """The CPU's model name, the vector flags that pick the micro-kernels and the architecture (Linux
+    /proc/cpuinfo, or the text given)."""
+    info = {"model": platform.processor() or platform.machine(), "flags": "",
+            "machine": machine or platform.machine()}
     try:
-        text = open("/proc/cpuinfo").read()
+        text = cpuinfo if cpuinfo is not None else open("/proc/cpuinfo").read()
     except OSError:
         return info
-    for key in ("model name", "Model", "CPU part"):
+
+    def field(key):
         hit = re.search(rf"^{key}\s*:\s*(.+)$", text, re.M)
-        if hit:
-            info["model"] = hit.group(1).strip()
-            break
-    flags = re.search(r"^(?:flags|Features)\s*:\s*(.+)$", text, re.M)
+        return hit.group(1).strip() if hit else None
+
+    name, implementer, part = field("model name") or field("Model"), field("CPU implementer"), field("CPU part")
+    if name:
+        info["model"] = name
+    elif part:
+        implementer, part = (implementer or "?").lower(), part.lower()
+        info["model"] = ARM_CPU_PARTS.get((implementer, part), f"Arm implementer {implementer} part {part}")
+    flags = field("flags") or field("Features")
     if flags:
-        wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "amx_bf16", "asimd", "sve")
-        info["flags"] = " ".join(f for f in flags.group(1).split() if f in wanted)
+        wanted = ("avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_bf16", "amx_bf16", "asimd",
+                  "sve", "sve2")
+        info["flags"] = " ".join(f for f in flags.split() if f in wanted)
     return info
 
 
@@ -614,7 +654,8 @@ def format_table(result: dict) -> str:
     peak = result["gemm_peak_gflops"]
     head = f"device={result['device']} dtype={result['dtype']} threads={result['threads']}"
     if result["device"] == "cpu" and result.get("cpu"):
-        head += f" cpu={result['cpu']['model']} ({result['cpu']['flags']}) fastperc isa={result.get('isa')}"
+        cpu = result["cpu"]
+        head += f" cpu={cpu['model']} ({cpu['flags']}) {cpu.get('machine', '')} fastperc isa={result.get('isa')}"
         head += f" torch capability={result.get('capability')}"
     if peak:
         head += f" GEMM peak ({result.get('gemm_peak_source', 'torch.mm')})={peak:.0f} GFLOP/s"

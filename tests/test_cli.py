@@ -1,6 +1,7 @@
 """The `fastperc` console script: info and bench, through a subprocess as a user runs them."""
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+AARCH64 = platform.machine() in ("aarch64", "arm64")
 
 
 def run_cli(*args, timeout=600):
@@ -95,8 +97,9 @@ def test_bench_isa_all_runs_every_isa_capped_and_side_by_side(tmp_path):
         if isa == "generic":
             assert result["capability"] == "DEFAULT"  # so did torch's own kernels
         # %pk's GEMM keeps to the cap below the CPU's best ISA (MKL ignores its cap on AMD; oneDNN does not)
-        # (uncapped, the faster of torch.mm and oneDNN's: MKL's may not use the widest vectors)
-        best = isa == supported_isas()[-1]
+        # (uncapped, the faster of torch.mm and oneDNN's: MKL's may not use the widest vectors). aarch64
+        # has no ISA below ASIMD to cap the GEMM libraries to: every run there is uncapped.
+        best = isa == supported_isas()[-1] or AARCH64
         source = result["gemm_peak_source"]
         assert (source == "torch.mm" or source.startswith("oneDNN; torch.mm ")) if best else source.startswith(
             "oneDNN under ONEDNN_MAX_CPU_ISA="), source
@@ -114,6 +117,43 @@ def test_bench_isa_all_runs_every_isa_capped_and_side_by_side(tmp_path):
         assert f"[{supported_isas()[0]}] fastperc gram fwd: geometric-mean speedup over {bench.CAPPED_GEMM}" in out.stdout
     bad = run_cli("bench", "--quick", "--op", "gram", "--isa", "sse9")
     assert bad.returncode == 2 and "this CPU runs" in bad.stderr
+
+
+def test_isa_runs_cap_what_the_architecture_has():
+    from fastperc import bench
+
+    x86 = bench.isa_env("generic", "x86_64")
+    assert x86["FASTPERC_CPU_ISA"] == "generic" and x86["ATEN_CPU_CAPABILITY"] == "default"
+    assert x86["ONEDNN_MAX_CPU_ISA"] == "SSE41" and x86["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2"
+    assert bench.isa_env("avx2", "x86_64")["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    # aarch64: no x86 ISA names; below neon, fastperc's generic build and torch's kernels without SVE
+    assert bench.isa_env("generic", "aarch64") == {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default"}
+    assert bench.isa_env("neon", "aarch64") == {"FASTPERC_CPU_ISA": "neon"}
+
+
+GRACE_CPUINFO = """processor\t: 0
+BogoMIPS\t: 2000.00
+Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm jscvt fcma lrcpc dcpop sha3 sm3 sm4 asimddp sha512 sve asimdfhm dit uscat ilrcpc flagm ssbs sb paca pacg dcpodp sve2 sveaes svepmull svebitperm svesha3 svesm4 flagm2 frint svei8mm svebf16 i8mm bf16 dgh bti
+CPU implementer\t: 0x41
+CPU architecture: 8
+CPU variant\t: 0x0
+CPU part\t: 0xd4f
+CPU revision\t: 0
+"""
+
+
+def test_cpu_model_names_arm_cores_and_the_architecture():
+    from fastperc import bench
+
+    grace = bench.cpu_model(GRACE_CPUINFO, "aarch64")
+    assert grace == {"model": "Neoverse V2", "flags": "asimd sve sve2", "machine": "aarch64"}
+    unknown = bench.cpu_model(GRACE_CPUINFO.replace("0xd4f", "0xd99"), "aarch64")
+    assert unknown["model"] == "Arm implementer 0x41 part 0xd99"
+    x86 = bench.cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 9B45\nflags\t\t: fpu sse2 avx2 fma avx512f\n", "x86_64")
+    assert x86 == {"model": "AMD EPYC 9B45", "flags": "avx2 fma avx512f", "machine": "x86_64"}
+    head = bench.format_table({"device": "cpu", "dtype": "float32", "threads": 2, "gemm_peak_gflops": 0, "rows": [],
+                               "cpu": grace, "isa": "neon", "capability": "DEFAULT"}).splitlines()[0]
+    assert "cpu=Neoverse V2 (asimd sve sve2) aarch64 fastperc isa=neon" in head
 
 
 @pytest.mark.parametrize("op,workload", [("chamfer", "2 x 512 vs 512 same shape"), ("voxnet", "8 x 16^3")])
