@@ -5,8 +5,9 @@ vectors.
 
 No ARM hardware times the NEON path here, so this is what shows that its loops are the ones written.
 Under `#pragma GCC unroll 4`, the NEON tiles of 5 to 8 vectors a row kept every accumulator in
-memory; tiles needing more than the 32 q registers kept two there; and the 11- and 15-tap SSIM passes
-spilled (see csrc/cpu/isa/*_neon.cpp). Each file is compiled with setup.py's flags by Debian's
+memory; tiles needing more than the 32 q registers kept two there; the 11- and 15-tap SSIM passes
+spilled under GCC's first scheduling pass, and the 13- and 15-tap H passes with their tap pairs folded
+(see csrc/cpu/isa/*_neon.cpp and vec_neon.inc). Each file is compiled with setup.py's flags by Debian's
 aarch64-linux-gnu-g++ (or the host's g++ on aarch64) and disassembled. Skipped without that compiler,
 unless FASTPERC_REQUIRE_AARCH64=1 (CI) makes that a failure.
 """
