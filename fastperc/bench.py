@@ -503,14 +503,12 @@ ISA_ENV = {
 # there is no lower ISA to hold torch's GEMM libraries to, and the x86 caps above name nothing there
 # (a generic run once said its GEMM peak came from "oneDNN under ONEDNN_MAX_CPU_ISA=SSE41"). The
 # generic run caps fastperc and torch's own kernels (no SVE); the products run as the CPU allows.
-AARCH64_ISA_ENV = {
-    "generic": {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default"},
-    "neon": {"FASTPERC_CPU_ISA": "neon"},
-}
+AARCH64_ISA_ENV = {"generic": {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default"}}
 
 
 def isa_env(isa: str, machine: str | None = None) -> dict:
-    """The environment of a `--isa` run of isa on this machine's architecture (platform.machine())."""
+    """The environment of a `--isa` run of isa on this machine's architecture (platform.machine()):
+    FASTPERC_CPU_ISA alone for an ISA no table names (neon, the best on aarch64)."""
     table = AARCH64_ISA_ENV if (machine or platform.machine()) in ("aarch64", "arm64") else ISA_ENV
     return table.get(isa, {"FASTPERC_CPU_ISA": isa})
 

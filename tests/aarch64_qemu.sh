@@ -13,7 +13,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${FASTPERC_AARCH64_WORK:-/tmp/fastperc-aarch64}
 SYSROOT=$WORK/sysroot        # arm64 Debian: Python 3.11 and its headers, libgomp, libstdc++
-SITE=$WORK/site-packages     # aarch64 wheels: torch (CPU build), numpy, pytest, hypothesis
+SITE=$WORK/site-packages     # aarch64 wheels: torch (CPU build), numpy, pillow, pytest, hypothesis
 TORCH=${FASTPERC_AARCH64_TORCH_VERSION:-2.9.1}  # the newest aarch64 torch on PyPI without CUDA libraries
 TESTS=${FASTPERC_AARCH64_TESTS:-"tests/test_gram.py tests/test_style_loss.py tests/test_ssim.py tests/test_sparse.py
   tests/test_layouts.py tests/test_raw_ops.py tests/test_fallback.py"}
