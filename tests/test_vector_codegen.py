@@ -148,6 +148,34 @@ def tile_multiply_loops(functions_of_object, multiply, jump_pattern=X86_JUMP):
             for name, code in functions_of_object.items() if any(tile in name for tile in TILES)}
 
 
+def tile_shape(name):
+    """(rows, vectors, bytes per vector) of a tile function: pairs_tile<...::F32x4, 2, 8>(...) -> (2, 8, 16)."""
+    match = re.search(r"_tile<(?:\w+::)*(?:\(anonymous namespace\)::)?(F(32|64)x(\d+)|Vec16<\w+>), (\d+), (\d+)", name)
+    assert match, f"no tile shape in {name}"
+    vector_bytes = int(match[2]) * int(match[3]) // 8 if match[2] else 16
+    return int(match[4]), int(match[5]), vector_bytes
+
+
+def pairs_tile_prefetches(name):
+    """The prefetches one step of a pairs tile issues: one for its a values, one per 64-byte line of b."""
+    _, vectors, vector_bytes = tile_shape(name)
+    return 1 + -(-vectors * vector_bytes // 64)
+
+
+@pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
+def test_pairs_tiles_prefetch_each_line_once(isa, tmp_path):
+    # The pair tiles fetch a later pair's scattered rows ahead. They did so once per vector: twice a
+    # 64-byte line under avx2, four times under generic and NEON, where llvm-mca put the NEON loops at
+    # their load pipes' limit. Once per line, the weight gradient took 4-10% less time under avx2 and
+    # 9-16% under generic on a Zen 5 (benchmarks/RESULTS.md, twentieth session).
+    loops = tile_multiply_loops(compiled(f"sparse_tile_{isa}", tmp_path), r"(v?mulp[sd]|vfn?madd\w*p[sd])\s")
+    pairs = {name: bodies for name, bodies in loops.items() if "pairs_tile<" in name}
+    assert len(pairs) == 6, f"{isa}: found {len(pairs)} pairs tiles: {sorted(pairs)}"
+    for name, bodies in pairs.items():
+        issued = max(sum(text.startswith("prefetcht0") for text in body) for body in bodies)
+        assert issued == pairs_tile_prefetches(name), f"{isa}: {name}: {issued} prefetches a step"
+
+
 @pytest.mark.parametrize("isa", ["generic", "avx2", "avx512"])
 def test_tile_multiply_loops_keep_accumulators_in_registers(isa, tmp_path):
     # A tile's k loop only loads and multiplies: its accumulators are stored once, after the loop. A

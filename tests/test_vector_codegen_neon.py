@@ -18,7 +18,8 @@ import subprocess
 
 import pytest
 
-from test_vector_codegen import AARCH64_BRANCH, HOT, compile_command, functions, loop_bodies, tile_multiply_loops
+from test_vector_codegen import (AARCH64_BRANCH, HOT, compile_command, functions, loop_bodies, pairs_tile_prefetches,
+                                  tile_multiply_loops, tile_shape)
 
 NATIVE = os.uname().machine == "aarch64"
 CXX = os.environ.get("FASTPERC_AARCH64_CXX", "g++" if NATIVE else "aarch64-linux-gnu-g++")
@@ -53,6 +54,40 @@ def test_neon_tile_multiply_loops_keep_accumulators_in_registers(compiled_neon):
         for body in bodies:
             stores = [text for text in body if re.match(SIMD_STORE, text)]
             assert not stores, f"{name}: SIMD stores in its multiply loop: {stores}"
+
+
+def test_neon_tiles_load_their_row_values_as_vectors(compiled_neon):
+    # A Gram or pairs tile step multiplies its rows by MR contiguous values of a. NEON loads them as
+    # MR / W vectors and multiplies by lane (`fmla v0.4s, v1.4s, v2.s[3]`): no scalar load in the loop,
+    # and its vector loads are the NV of b and those MR / W. With a scalar load per value, llvm-mca's
+    # Neoverse V2 model put the pairs tiles' loops at the load pipes' limit (benchmarks/RESULTS.md,
+    # twentieth session). The 2 x 8 float pairs tile (MR = 2 < W = 4) and the rows tiles, whose rows
+    # are not contiguous, load scalars.
+    checked = 0
+    for source in ("gram_tile_neon", "sparse_tile_neon"):
+        for name, bodies in tile_multiply_loops(compiled_neon[source], r"fmla\s", AARCH64_BRANCH).items():
+            rows, vectors, vector_bytes = tile_shape(name)
+            width = vector_bytes // (4 if "F32x4" in name else 8)
+            if "rows_tile<" in name or rows % width:
+                continue
+            for body in bodies:
+                scalar = [text for text in body if re.match(r"(ldu?r\s+[sd]\d+|ld1r\s)", text)]
+                assert not scalar, f"{name}: scalar loads in its multiply loop: {scalar}"
+                loaded = sum(1 if text.startswith("ldr") else 2 for text in body if re.match(r"ld[rp]\s+q\d+", text))
+                assert loaded == vectors + rows // width, f"{name}: {loaded} vector loads a step"
+                assert any(re.search(r"\.[sd]\[[1-3]\]$", text) for text in body), f"{name}: no multiply by lane"
+            checked += 1
+    assert checked == 7, f"checked {checked} tiles"
+
+
+def test_neon_pairs_tiles_prefetch_each_line_once(compiled_neon):
+    # As test_pairs_tiles_prefetch_each_line_once on x86: one prefetch per 64-byte line of b, not four.
+    loops = tile_multiply_loops(compiled_neon["sparse_tile_neon"], r"fmla\s", AARCH64_BRANCH)
+    pairs = {name: bodies for name, bodies in loops.items() if "pairs_tile<" in name}
+    assert len(pairs) == 6, f"found {len(pairs)} pairs tiles"
+    for name, bodies in pairs.items():
+        issued = max(sum(text.startswith("prfm") for text in body) for body in bodies)
+        assert issued == pairs_tile_prefetches(name), f"{name}: {issued} prefetches a step"
 
 
 def test_neon_ssim_filter_loops_keep_vectors_in_registers(compiled_neon):
