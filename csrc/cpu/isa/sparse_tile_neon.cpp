@@ -1,9 +1,11 @@
 // aarch64 ASIMD (NEON) sparse-convolution micro-kernels (see sparse_tile.h): rows tiles of 5 x 4, 3 x 6
 // and 8 x 2 vectors, pair tiles of 4 x 4, 8 x 2 and 2 x 8. A tile's loop holds mr x nv accumulators,
-// nv loaded vectors of b and, unlike x86 (whose FMAs broadcast a straight from memory), one register per
-// a value it multiplies by (`fmla` by element): at most 29 of the 32 q registers here. The 4 x 6 and
-// 6 x 4 tiles that were here need 34, and GCC kept two accumulators on the stack, loaded and stored on
-// every step (tests/test_vector_codegen_neon.py checks every tile's loop). Not timed on ARM hardware yet.
+// nv loaded vectors of b and, unlike x86 (whose FMAs broadcast a straight from memory), registers for
+// the a values it multiplies by (`fmla` by element): one per value in the rows tiles, whose values sit
+// in different rows, and one per 4 floats or 2 doubles in the pairs tiles (row_values.inc). At most 29
+// of the 32 q registers here. The 4 x 6 and 6 x 4 rows tiles that were here need 34, and GCC kept two
+// accumulators on the stack, loaded and stored on every step (tests/test_vector_codegen_neon.py checks
+// every tile's loop). Not timed on ARM hardware yet (benchmarks/neon_model.py models it).
 #include <cstdint>
 
 #include "cpu/isa/sparse_tile.h"
