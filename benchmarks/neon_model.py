@@ -4,11 +4,12 @@ ARM hardware runs them. A model, not a measurement.
 Compiles the aarch64 tile and SSIM sources with setup.py's flags (Debian's aarch64-linux-gnu-g++, or g++
 on an aarch64 host), takes every innermost loop of the Gram, sparse, k-NN and SSIM functions that does
 vector floating-point work (the loops tests/test_vector_codegen_neon.py checks), and runs llvm-mca on
-each for each core. Per loop it gives its instructions, vector FP instructions, multiply-adds (NEON's
-fmla; the generic build's fmul, each with an fadd) and loads, and per core the model's cycles per
-iteration and how close that is to the vector FP pipes' bound: the FP instructions over the core's FP
-pipes (2 on Neoverse N1 and N2, 4 on V1, V2 and V3). 100% is a loop that only the FP pipes hold back.
-Cycles per multiply-add compare the NEON and generic builds.
+each for each core. Per loop it gives its instructions, vector FP instructions (compares and the bit
+selects of minima included), multiply-adds (NEON's fmla; the generic build's fmul, each with an fadd)
+and loads. Per core it gives the model's cycles per iteration and how close that is to the vector FP
+pipes' bound: the FP instructions over the core's FP pipes (2 on Neoverse N1 and N2, 4 on V1, V2 and
+V3). 100% is a loop that only the FP pipes hold back. Cycles per multiply-add compare the NEON and
+generic builds.
 
     python benchmarks/neon_model.py [--isa neon,generic] [--mca llvm-mca-19,llvm-mca-22]
                                     [--cpus neoverse-n1,neoverse-v2] [--match REGEX]
@@ -33,9 +34,10 @@ from test_vector_codegen import AARCH64_BRANCH, compile_command, functions, loop
 
 SOURCES = ("gram_tile", "sparse_tile", "knn_tile", "ssim_tile")
 FP_PIPES = {"neoverse-n1": 2, "neoverse-n2": 2, "neoverse-v1": 4, "neoverse-v2": 4, "neoverse-v3": 4}
-# The hot functions: the tiles' multiply loops and the SSIM filter passes.
-DEFAULT_MATCH = r"(gram_tile|rows_tile|pairs_tile|knn_tile\w*|correlate_\w+)<"
-VECTOR_FP = r"f(mla|mls|mul|add|sub|div|max|min|abd)\s+v\d+\.\d*[sd]"
+# The hot functions: the tiles' multiply loops (Gram, sparse, k-NN distances) and the SSIM filter passes.
+DEFAULT_MATCH = r"(gram_tile|rows_tile|pairs_tile|distances_3d|correlate_\w+)<"
+# The vector FP pipes' work: arithmetic, compares and the bit selects that pick by them (k-NN's minima).
+VECTOR_FP = r"(f(mla|mls|mul|add|sub|div|max|min|abd|cm\w+)\w*\s+v\d+\.\d*[sd]|(bsl|bif|bit)\s+v\d+\.16b)"
 NATIVE = os.uname().machine == "aarch64"
 
 
