@@ -166,8 +166,8 @@ def pairs_tile_prefetches(name):
 def test_pairs_tiles_prefetch_each_line_once(isa, tmp_path):
     # The pair tiles fetch a later pair's scattered rows ahead. They did so once per vector: twice a
     # 64-byte line under avx2, four times under generic and NEON, where llvm-mca put the NEON loops at
-    # their load pipes' limit. Once per line, the weight gradient took 4-10% less time under avx2 and
-    # 9-16% under generic on a Zen 5 (benchmarks/RESULTS.md, twentieth session).
+    # their load pipes' limit. Once per line, the weight gradient took 4-11% less time under avx2 and
+    # 8-15% under generic on a Zen 5 (benchmarks/RESULTS.md, twentieth session).
     loops = tile_multiply_loops(compiled(f"sparse_tile_{isa}", tmp_path), r"(v?mulp[sd]|vfn?madd\w*p[sd])\s")
     pairs = {name: bodies for name, bodies in loops.items() if "pairs_tile<" in name}
     assert len(pairs) == 6, f"{isa}: found {len(pairs)} pairs tiles: {sorted(pairs)}"
