@@ -31,6 +31,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 from test_vector_codegen import AARCH64_BRANCH, compile_command, functions, loop_bodies  # noqa: E402
+from test_vector_codegen_neon import CXX, OBJDUMP  # noqa: E402
 
 SOURCES = ("gram_tile", "sparse_tile", "knn_tile", "ssim_tile")
 FP_PIPES = {"neoverse-n1": 2, "neoverse-n2": 2, "neoverse-v1": 4, "neoverse-v2": 4, "neoverse-v3": 4}
@@ -38,7 +39,6 @@ FP_PIPES = {"neoverse-n1": 2, "neoverse-n2": 2, "neoverse-v1": 4, "neoverse-v2":
 DEFAULT_MATCH = r"(gram_tile|rows_tile|pairs_tile|distances_3d|correlate_\w+)<"
 # The vector FP pipes' work: arithmetic, compares and the bit selects that pick by them (k-NN's minima).
 VECTOR_FP = r"(f(mla|mls|mul|add|sub|div|max|min|abd|cm\w+)\w*\s+v\d+\.\d*[sd]|(bsl|bif|bit)\s+v\d+\.16b)"
-NATIVE = os.uname().machine == "aarch64"
 
 
 def short_name(name: str) -> str:
@@ -63,8 +63,7 @@ def loops(obj: str, objdump: str, match: str):
         if not re.search(match, name):
             continue
         for start, body in loop_bodies(code, AARCH64_BRANCH):
-            # A span with a return in it is a branch back into the function's tail, not a loop.
-            if any(re.match(VECTOR_FP, text) for text in body) and "ret" not in body:
+            if any(re.match(VECTOR_FP, text) for text in body):
                 yield name, start, body
 
 
@@ -75,10 +74,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpus", default="neoverse-n1,neoverse-n2,neoverse-v2", help="comma-separated -mcpu names")
     parser.add_argument("--match", default=DEFAULT_MATCH, help="regex on the demangled function names")
     args = parser.parse_args(argv)
-    cxx = "g++" if NATIVE else "aarch64-linux-gnu-g++"
-    objdump = "objdump" if NATIVE else "aarch64-linux-gnu-objdump"
     mcas = [m for m in args.mca.split(",") if shutil.which(m)]
-    missing = [tool for tool in (cxx, objdump) if shutil.which(tool) is None] + (["llvm-mca"] if not mcas else [])
+    missing = [tool for tool in (CXX, OBJDUMP) if shutil.which(tool) is None] + (["llvm-mca"] if not mcas else [])
     if missing:
         print(f"needs {', '.join(missing)} (apt-get install g++-aarch64-linux-gnu llvm-19)", file=sys.stderr)
         return 2
@@ -90,8 +87,8 @@ def main(argv=None) -> int:
         for isa in args.isa.split(","):
             for source in SOURCES:
                 obj = os.path.join(folder, f"{source}_{isa}.o")
-                subprocess.run(compile_command(f"{source}_{isa}", obj, cxx), check=True)
-                for name, start, body in loops(obj, objdump, args.match):
+                subprocess.run(compile_command(f"{source}_{isa}", obj, CXX), check=True)
+                for name, start, body in loops(obj, OBJDUMP, args.match):
                     fp = sum(bool(re.match(VECTOR_FP, text)) for text in body)
                     # Multiply-adds: NEON's fmla, or the generic build's fmul (each with its fadd).
                     madds = sum(bool(re.match(r"f(mla|mls|mul)\s+v", text)) for text in body)

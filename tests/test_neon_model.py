@@ -8,23 +8,15 @@ import contextlib
 import io
 import os
 import re
-import shutil
 import sys
 
-import pytest
+from test_vector_codegen_neon import require_aarch64_tools
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NATIVE = os.uname().machine == "aarch64"
 
 
 def test_neon_model_times_every_gram_and_pairs_tile_on_the_cores_own_model():
-    needed = ["llvm-mca-19"] + ([] if NATIVE else ["aarch64-linux-gnu-g++", "aarch64-linux-gnu-objdump"])
-    missing = [tool for tool in needed if shutil.which(tool) is None]
-    if missing:
-        message = f"needs {', '.join(missing)} (apt-get install llvm-19 g++-aarch64-linux-gnu)"
-        if os.environ.get("FASTPERC_REQUIRE_AARCH64") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_aarch64_tools("llvm-mca-19", packages="g++-aarch64-linux-gnu llvm-19")
     sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     import neon_model
 

@@ -51,12 +51,16 @@ AARCH64_BRANCH = r"^(?:b|b\.\w+|cbn?z|tbn?z)\s+(?:[^,\s]+,\s*)*([0-9a-f]+)\s+<" 
 
 
 def innermost_loops(code, jump_pattern=X86_JUMP):
-    """(start, end) address spans of backward jumps that contain no other backward jump."""
+    """(start, end) address spans of backward jumps that contain no other backward jump. A span with a
+    return in it is no loop: a branch back into the function's shared tail (GCC ends an early exit so)."""
+    returns = [address for address, text in code if re.match(r"ret[qw]?\b", text)]
     loops = []
     for address, text in code:
         jump = re.match(jump_pattern, text)
         if jump and int(jump.group(1), 16) <= address:
-            loops.append((int(jump.group(1), 16), address))
+            start = int(jump.group(1), 16)
+            if not any(start <= r <= address for r in returns):
+                loops.append((start, address))
     return [(a, b) for a, b in loops if not any((c, d) != (a, b) and a <= c and d <= b for c, d in loops)]
 
 

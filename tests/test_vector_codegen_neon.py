@@ -28,14 +28,20 @@ OBJDUMP = "objdump" if NATIVE else "aarch64-linux-gnu-objdump"
 SIMD_STORE = r"^(?:st[rpu]\w*\s+[qdsh]\d+|st[1-4]\s+\{v)"
 
 
-@pytest.fixture(scope="module")
-def compiled_neon(tmp_path_factory):
-    missing = [tool for tool in (CXX, OBJDUMP) if shutil.which(tool) is None]
+def require_aarch64_tools(*more, packages="g++-aarch64-linux-gnu"):
+    """Skip the test without the aarch64 compiler and objdump (and `more` tools), or fail where CI asked
+    for them (FASTPERC_REQUIRE_AARCH64=1)."""
+    missing = [tool for tool in (CXX, OBJDUMP, *more) if shutil.which(tool) is None]
     if missing:
-        message = f"needs {' and '.join(missing)} (apt-get install g++-aarch64-linux-gnu)"
+        message = f"needs {' and '.join(missing)} (apt-get install {packages})"
         if os.environ.get("FASTPERC_REQUIRE_AARCH64") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def compiled_neon(tmp_path_factory):
+    require_aarch64_tools()
     folder = tmp_path_factory.mktemp("neon")
     sources = ("gram_tile_neon", "sparse_tile_neon", "ssim_tile_neon")
     jobs = {source: subprocess.Popen(compile_command(source, folder / f"{source}.o", CXX)) for source in sources}
