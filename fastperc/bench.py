@@ -238,10 +238,9 @@ def _gram_case(op, mode, shape, impl, device, dtype, rounded_to, seed=0):
     return forward_backward
 
 
-# The torch composite's products in a run capped below the CPU's best ISA. torch's bmm is MKL, which
-# may ignore MKL_ENABLE_INSTRUCTIONS (it does on AMD, where a "generic" run times AVX-512 GEMMs). This
-# row computes the same products with oneDNN, which keeps to ONEDNN_MAX_CPU_ISA on every vendor, so it
-# shows what the composite costs on a CPU of the capped ISA: the forward's product and the two of
+# The torch composite's products in a run capped below the CPU's best ISA, in the other GEMM library:
+# oneDNN under ONEDNN_MAX_CPU_ISA, where the torch row's bmm is MKL under ISA_ENV's caps. Of the two, the
+# faster is what the composite costs on a CPU of the capped ISA: the forward's product and the two of
 # autograd's bmm backward (one per operand: gG @ F and gG^T @ F). The features are converted to
 # oneDNN's layout before the clock starts, so the row is a lower bound on the composite's time.
 CAPPED_GEMM = "torch, capped GEMM"
@@ -419,8 +418,8 @@ def gemm_peak(device: str, dtype=torch.float32) -> tuple[float, str]:
     products. On the CPU in float32, the faster of torch.mm (MKL) and oneDNN's product: MKL's GEMM may
     not use the CPU's widest vectors (on a Zen 5 EPYC, torch.mm ran at half of oneDNN's AVX-512 rate), and
     %peak over the slower one would flatter every row. In a run capped below the CPU's best ISA (`--isa`,
-    which caps oneDNN too), oneDNN's only: MKL may ignore its own cap (it does on AMD) and time
-    AVX-512 code in a "generic" run, while oneDNN keeps to ONEDNN_MAX_CPU_ISA on every vendor."""
+    which caps oneDNN too), oneDNN's only, so that every capped table divides by the same library's rate
+    under the same cap."""
     n = 2048 if device == "cpu" else 8192
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
@@ -491,9 +490,13 @@ def cpu_isas(spec: str | None):
 # (FASTPERC_CPU_ISA), torch's own vectorised kernels (ATEN_CPU_CAPABILITY), MKL's GEMMs
 # (MKL_ENABLE_INSTRUCTIONS) and oneDNN's convolutions (ONEDNN_MAX_CPU_ISA). Capping all of them makes
 # an AVX-512 machine time the avx2 and generic paths against peers that run as they would on such a CPU.
+# On AMD, MKL ignores MKL_ENABLE_INSTRUCTIONS and runs its AVX2 kernel (mkl_blas_def_sgemm_kernel_0_zen
+# under perf, on a Zen 5 with AVX-512 too), which is what an avx2 or avx512 run there should time. For
+# generic, its reproducibility branch MKL_CBWR=COMPATIBLE holds it to SSE2 on every vendor (perf: mulps
+# and addps; torch.mm on one Zen 5 thread 111 -> 50 GFLOP/s), and spconv's products with it.
 ISA_ENV = {
     "generic": {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2",
-                "ONEDNN_MAX_CPU_ISA": "SSE41"},
+                "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41"},
     "avx2": {"FASTPERC_CPU_ISA": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2",
              "ONEDNN_MAX_CPU_ISA": "AVX2"},
     "avx512": {"FASTPERC_CPU_ISA": "avx512", "ATEN_CPU_CAPABILITY": "avx512", "MKL_ENABLE_INSTRUCTIONS": "AVX512",
@@ -641,7 +644,7 @@ LEGEND = [
     "CPU's best ISA: see the head); it passes 100 where an implementation does less work than counted "
     "(the symmetric Gram computes one triangle).",
     f"{CAPPED_GEMM} (capped runs of the Gram ops): the torch composite's products in oneDNN under "
-    "ONEDNN_MAX_CPU_ISA, whose cap holds where MKL's may not (CAPPED_GEMM in fastperc/bench.py).",
+    "ONEDNN_MAX_CPU_ISA, beside the torch row's MKL under its own caps (CAPPED_GEMM in fastperc/bench.py).",
     "fastperc speedup: this row's ms over fastperc's (2.00x: fastperc is twice as fast; below 1: slower).",
     "err: largest |row - float64 reference of the row's own convention| over the reference's largest |value|, "
     "on the same inputs rounded to the benchmarked dtype.",

@@ -123,6 +123,7 @@ def test_isa_runs_cap_what_the_architecture_has():
     x86 = bench.isa_env("generic", "x86_64")
     assert x86["FASTPERC_CPU_ISA"] == "generic" and x86["ATEN_CPU_CAPABILITY"] == "default"
     assert x86["ONEDNN_MAX_CPU_ISA"] == "SSE41" and x86["MKL_ENABLE_INSTRUCTIONS"] == "SSE4_2"
+    assert x86["MKL_CBWR"] == "COMPATIBLE"  # the cap MKL keeps on AMD too
     assert bench.isa_env("avx2", "x86_64")["ONEDNN_MAX_CPU_ISA"] == "AVX2"
     # aarch64: no x86 ISA names; below neon, fastperc's generic build and torch's kernels without SVE
     assert bench.isa_env("generic", "aarch64") == {"FASTPERC_CPU_ISA": "generic", "ATEN_CPU_CAPABILITY": "default"}
