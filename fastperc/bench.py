@@ -63,7 +63,10 @@ WRONG_ERR_OTHER = 1e-3
 
 
 def wrong_result(row: dict, dtype: str = "float32") -> bool:
-    """Whether the row's result was checked and found wrong (err above its dtype's WRONG_ERR, or NaN)."""
+    """Whether the row's result was checked and found wrong (err above its dtype's WRONG_ERR, or NaN), or
+    the row's own "wrong" where its bench judged it (bench_perceptual.step_wrong)."""
+    if "wrong" in row:
+        return row["wrong"]
     err = row.get("err")
     return err is not None and not err <= WRONG_ERR.get(dtype, WRONG_ERR_OTHER)
 

@@ -4,7 +4,8 @@ fused style-loss kernel vs the plain-PyTorch composite (bmm Gram / (C H W) + mse
 
 The rows share the backbone (seeded random VGG19 weights: the time does not depend on their values);
 "loss only" rows time the losses and their backward on precomputed features, to show how much of
-the step the losses are. err: max |grad - float64 composite| / max |float64 composite grad|.
+the step the losses are. err: max |grad - float64 composite| / max |float64 composite grad|, of the
+image (step) or of the first style layer's features (loss only, on float64 copies of the same features).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from fastperc.bench import time_interleaved_ms, wrong_flag
+from fastperc.bench import time_interleaved_ms, wrong_flag, wrong_result
 from fastperc.losses.perceptual import GATYS_CONTENT_LAYERS, GATYS_STYLE_LAYERS
 from fastperc.models import vgg19
 from fastperc.nn.style import StyleLoss
@@ -67,10 +68,11 @@ def step_fn(impl, net, image, style_feats, content_feats):
     return step
 
 
-def loss_only_fn(impl, net, image, style_feats):
+def loss_only_fn(impl, net, image, style_feats, dtype=None):
+    """The style losses and their backward on the net's features of image (cast to dtype, if given)."""
     style_loss = StyleLoss(style_feats) if impl == "fastperc" else CompositeStyle(style_feats)
     with torch.no_grad():
-        feats = [f.detach().requires_grad_(True) for f in net(image, GATYS_STYLE_LAYERS).values()]
+        feats = [f.to(dtype or f.dtype).requires_grad_(True) for f in net(image, GATYS_STYLE_LAYERS).values()]
 
     def run():
         for f in feats:
@@ -81,18 +83,30 @@ def loss_only_fn(impl, net, image, style_feats):
     return run
 
 
+def step_wrong(row: dict, composite_err: float, dtype: str) -> bool:
+    """Whether a step row's result is wrong: above the dtype's limit, and above twice the composite's
+    err on the same inputs. A step's err includes VGG19's own rounding, the same for both rows: a ReLU
+    whose input rounds across zero sends the gradient another way than in float64. In a generic run
+    on a Zen 5 (oneDNN's SSE4.1 convolutions) both rows were at 9.9e-3 and 3.8e-2; the float64 step
+    given the float32 forward's ReLU masks is 3.8e-6 from the float32 one. The composite's err is
+    that floor; a row is wrong where it is well above it. run() stores it as the row's "wrong",
+    which fastperc.bench.wrong_result (the tables, the per-ISA view) takes over the err limit."""
+    return wrong_result(row, dtype) and not row["err"] <= 2 * composite_err
+
+
 def run(device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time: float = 0.5):
     rows = []
     for shape in QUICK if quick else SHAPES[device]:
         net, image, style_feats, content_feats = setup(shape, device, dtype)
         net64, image64, style64, content64 = setup(shape, device, torch.float64)
-        truth = step_fn("torch", net64, image.to(torch.float64), style64, content64)().double()
+        truths = {"step": step_fn("torch", net64, image.to(torch.float64), style64, content64)().double(),
+                  "loss only": loss_only_fn("torch", net, image, [f.double() for f in style_feats], torch.float64)()}
         group = []
         for what in ("step", "loss only"):
             fns = {impl: (step_fn(impl, net, image, style_feats, content_feats) if what == "step"
                           else loss_only_fn(impl, net, image, style_feats)) for impl in ("fastperc", "torch")}
-            errors = {impl: ((fn().double() - truth).abs().max() / truth.abs().max()).item() if what == "step" else None
-                      for impl, fn in fns.items()}
+            truth = truths[what]
+            errors = {impl: ((fn().double() - truth).abs().max() / truth.abs().max()).item() for impl, fn in fns.items()}
             # Interleaved, so that both see the same machine (fastperc.bench.time_interleaved_ms).
             times = time_interleaved_ms(list(fns.values()), device, min_time=0.05 if quick else min_time, min_runs=3)
             for (impl, _), ms in zip(fns.items(), times):
@@ -102,6 +116,10 @@ def run(device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time:
             for r in group:
                 if r["what"] == what:
                     r["fastperc_speedup"] = r["ms"] / fast
+        composite_err = next(r["err"] for r in group if r["what"] == "step" and r["impl"] == "torch")
+        for r in group:
+            if r["what"] == "step":
+                r["wrong"] = step_wrong(r, composite_err, str(dtype).replace("torch.", ""))
         rows.extend(group)
         del net64, image64, style64, content64
     return {"device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
@@ -120,6 +138,8 @@ def format_table(result: dict) -> str:
                      + wrong_flag(r, result["dtype"]))
     lines += [
         "ms: median wall time; fastperc speedup: this row's ms over fastperc's (above 1: fastperc is faster).",
-        "err: largest |row - float64 reference| over the reference's largest |value|.",
+        "err: largest |row - float64 reference| over the reference's largest |value|: the image's gradient (step),",
+        "the first style layer's (loss only). A step's err includes VGG19's own rounding (a ReLU that rounds across",
+        "zero), which the composite's err measures: a step row is marked wrong only above twice that too.",
     ]
     return "\n".join(lines)

@@ -175,8 +175,8 @@ def test_bench_quick_perceptual_step(tmp_path):
     assert {(r["what"], r["impl"]) for r in rows} == {(w, i) for w in ("step", "loss only") for i in ("fastperc", "torch")}
     for r in rows:
         assert r["ms"] > 0
-        if r["what"] == "step":
-            assert r["err"] < 1e-4, r  # float32 step against the float64 composite
+        assert r["err"] < 1e-4, r  # float32 step or losses against the float64 composite
+        assert r.get("wrong", False) is False, r
 
 
 def test_benchmark_suites_collect():
@@ -370,6 +370,24 @@ def test_bench_marks_wrong_results_and_the_ratios_over_them():
         dict(step_row, impl="fastperc", err=0.05), dict(step_row, impl="torch", err=0.5)]))
     assert "WRONG RESULT (err above 0.1)" in line_of(text, "torch (bmm + mse)")
     assert "WRONG" not in line_of(text, "fastperc")
+    # A step's err includes VGG19's own float32 rounding, which the composite's err measures: a ReLU
+    # rounding across zero put both rows at 1.6e-3. Only a row well above that floor is wrong.
+    assert not bench_perceptual.step_wrong(dict(step_row, err=1.6e-3), 1.6e-3, "float32")
+    assert not bench_perceptual.step_wrong(dict(step_row, err=3e-3), 1.6e-3, "float32")
+    assert bench_perceptual.step_wrong(dict(step_row, err=4e-3), 1.6e-3, "float32")
+    assert bench_perceptual.step_wrong(dict(step_row, err=2e-3), 1e-6, "float32")
+    assert not bench_perceptual.step_wrong(dict(step_row, err=5e-4), 1e-7, "float32")
+    assert bench_perceptual.step_wrong(dict(step_row, err=float("nan")), float("nan"), "float32")
+    # run() stores that judgement as the row's "wrong", which every table and the per-ISA view take
+    # over the plain err limit (without it, these rows would be marked).
+    for judged, marked in ((False, False), (None, True)):
+        floor = [dict(step_row, impl=impl, err=1.6e-3) for impl in ("fastperc", "torch")]
+        if judged is not None:
+            floor = [dict(r, wrong=judged) for r in floor]
+        text = bench_perceptual.format_table(dict(device="cpu", dtype="float32", threads=2, rows=floor))
+        assert ("WRONG" in text) == marked
+        combined = {"isas": ["generic"], "per_isa": {"generic": {"dtype": "float32", "rows": floor}}}
+        assert ("1.00x!" in bench.format_per_isa(combined, table=lambda result: "")) == marked
 
     isas = supported_isas()
     for err, marked in ((0.2, True), (2e-7, False)):
