@@ -210,6 +210,11 @@ def test_bench_quick_subm_with_dense_crop(tmp_path):
     for r in rows:
         if r["impl"] in ("fastperc", "reference", "dense conv3d") and r["err"] is not None:
             assert r["err"] < 1e-5, r  # float32 against the float64 reference
+    result = json.loads(path.read_text())
+    if result["spconv"] and result["threads"] > 1:  # spconv's forward where it gives the right answer, too
+        (one_thread,) = [r for r in rows if r["impl"] == "spconv 1 thread" and "crop" not in r["shape"]]
+        assert one_thread["mode"] == "fwd" and one_thread["err"] < 1e-5 and one_thread["ms"] > 0, one_thread
+        assert "spconv 1 thread" in out.stdout
     crop = [r for r in rows if "crop" in r["shape"]]
     assert {(r["mode"], r["impl"]) for r in crop} == {(m, i) for m in ("fwd", "fwd+bwd")
                                                        for i in ("fastperc", "dense conv3d")}
