@@ -96,6 +96,7 @@ def step_wrong(row: dict, composite_err: float, dtype: str) -> bool:
 
 def run(device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time: float = 0.5):
     rows = []
+    dtype_name = str(dtype).replace("torch.", "")
     for shape in QUICK if quick else SHAPES[device]:
         net, image, style_feats, content_feats = setup(shape, device, dtype)
         net64, image64, style64, content64 = setup(shape, device, torch.float64)
@@ -119,11 +120,10 @@ def run(device: str = "cpu", quick: bool = False, dtype=torch.float32, min_time:
         composite_err = next(r["err"] for r in group if r["what"] == "step" and r["impl"] == "torch")
         for r in group:
             if r["what"] == "step":
-                r["wrong"] = step_wrong(r, composite_err, str(dtype).replace("torch.", ""))
+                r["wrong"] = step_wrong(r, composite_err, dtype_name)
         rows.extend(group)
         del net64, image64, style64, content64
-    return {"device": device, "dtype": str(dtype).replace("torch.", ""), "threads": torch.get_num_threads(),
-            "rows": rows}
+    return {"device": device, "dtype": dtype_name, "threads": torch.get_num_threads(), "rows": rows}
 
 
 def format_table(result: dict) -> str:
